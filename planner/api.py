@@ -1,0 +1,56 @@
+"""The Python API for notebooks; the CLI calls these functions and nothing else does the work twice."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import networkx as nx
+import pandas as pd
+
+from planner import sol as _sol
+from planner.catalog import Hardware, load_hardware
+from planner.errors import PlannerInputError
+from planner.fileio import write_text_atomic
+from planner.model import Model, load_model
+
+
+def _as_model(model: str | Path | Model, weight_dtype: str, kv_dtype: str) -> Model:
+    return model if isinstance(model, Model) else load_model(model, weight_dtype, kv_dtype)
+
+
+def _as_hardware(hardware: str | Path | Hardware, kv_memory: str | None) -> Hardware:
+    return hardware if isinstance(hardware, Hardware) else load_hardware(hardware, kv_memory)
+
+
+def sol(
+    model: str | Path | Model,
+    hardware: str | Path | Hardware,
+    users: Sequence[int],
+    context: int,
+    chips: int | None = None,
+    kv_memory: str | None = None,
+    achievable: bool = False,
+    weight_dtype: str = "bf16",
+    kv_dtype: str = "bf16",
+) -> pd.DataFrame:
+    """Speed-of-light breakdown per decode token, one row per user count (see planner.sol)."""
+    m = _as_model(model, weight_dtype, kv_dtype)
+    hw = _as_hardware(hardware, kv_memory)
+    try:
+        return _sol.sol(m, hw, list(users), context, chips=chips, achievable=achievable)
+    except ValueError as exc:
+        raise PlannerInputError("--chips", [str(exc)]) from None
+
+
+def write_graph(model: Model, path: str | Path) -> Path:
+    """GraphML for .graphml, node-link JSON for .json."""
+    import json
+
+    path = Path(path)
+    if path.suffix == ".graphml":
+        return write_text_atomic(path, "\n".join(nx.generate_graphml(model.graph)))
+    if path.suffix == ".json":
+        data = nx.node_link_data(model.graph, edges="edges")
+        return write_text_atomic(path, json.dumps(data, indent=1))
+    raise PlannerInputError(str(path), ["--out must end in .graphml or .json"])

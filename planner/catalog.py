@@ -1,0 +1,313 @@
+"""Hardware and memory-technology catalog: YAML files in instances/ validated into frozen objects.
+
+Memory technologies (instances/memory/*.yaml) give per-device capacity, bandwidth and energy, each with a
+source. Hardware (instances/hardware/*.yaml) gives a chip, the memory tiers attached to each chip, the
+chip group (tensor-parallel inside a group) and its links, and achievable fractions (calibrated, see
+planner.calibrate). All values are SI: bytes, bytes/s, pJ/bit, FLOP/s, pJ/FLOP, W, s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from planner.errors import PlannerInputError, problems_from_validation
+from planner.fileio import project_root, read_mapping
+from planner.units import (
+    Bytes,
+    BytesPerSecond,
+    FlopsPerSecond,
+    PicojoulesPerBit,
+    PicojoulesPerFlop,
+    Seconds,
+    Watts,
+)
+
+MEMORY_DIR = project_root() / "instances" / "memory"
+HARDWARE_DIR = project_root() / "instances" / "hardware"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MemoryTechSpec(_Strict):
+    """One memory technology, per device (a stack, a package, a module, or one die's SRAM)."""
+
+    name: str
+    description: str = ""
+    kind: str = Field(pattern="^(on-chip|off-chip)$")
+    capacity_per_device: Bytes = Field(gt=0)
+    bandwidth_per_device: BytesPerSecond = Field(gt=0)
+    energy: PicojoulesPerBit = Field(gt=0)
+    devices_per_reticle_die: int = Field(gt=0, le=1000)
+    cost_per_gb_usd: float | None = Field(default=None, gt=0, le=1e6)
+    sources: dict[str, str]
+
+    @model_validator(mode="after")
+    def _every_figure_sourced(self) -> MemoryTechSpec:
+        figures = ["capacity_per_device", "bandwidth_per_device", "energy", "devices_per_reticle_die"]
+        if self.cost_per_gb_usd is not None:
+            figures.append("cost_per_gb_usd")
+        missing = [f for f in figures if not self.sources.get(f, "").strip()]
+        if missing:
+            raise ValueError(f"sources must cite where each figure comes from; missing: {', '.join(missing)}")
+        return self
+
+
+class LinkSpec(_Strict):
+    """A link: bandwidth per chip per direction, energy per bit moved, latency per transfer/collective."""
+
+    bandwidth: BytesPerSecond = Field(gt=0)
+    energy: PicojoulesPerBit = Field(ge=0)
+    latency: Seconds = Field(ge=0)
+
+
+class TierSpec(_Strict):
+    """A memory tier attached to each chip: `devices` of technology `tech`, optionally overriding totals."""
+
+    tech: str
+    devices: int | None = Field(default=None, gt=0, le=10_000)
+    capacity: Bytes | None = Field(default=None, gt=0)
+    bandwidth: BytesPerSecond | None = Field(default=None, gt=0)
+    path_energy: PicojoulesPerBit | None = None
+
+
+class ChipSpec(_Strict):
+    name: str
+    peak_flops: dict[str, FlopsPerSecond]
+    energy_per_flop: PicojoulesPerFlop = Field(gt=0)
+    static_power: Watts = Field(gt=0)
+    tdp: Watts | None = Field(default=None, gt=0)
+    data_path_energy: PicojoulesPerBit = Field(
+        ge=0,
+        description="energy of moving one bit from a tier to the compute units, on top of the device's own",
+    )
+    parallel_units: int | None = Field(default=None, gt=0, le=1_000_000)
+    reticle_dies: int = Field(default=1, gt=0, le=64)
+
+    @model_validator(mode="after")
+    def _has_bf16(self) -> ChipSpec:
+        if "bf16" not in self.peak_flops:
+            raise ValueError("peak_flops needs at least a bf16 entry, e.g. {bf16: '989 TFLOP/s'}")
+        if any(v <= 0 for v in self.peak_flops.values()):
+            raise ValueError("peak_flops values must be positive")
+        return self
+
+
+class AchievableSpec(_Strict):
+    """Fractions of datasheet peaks reached in practice, and fixed costs (fit by planner calibrate)."""
+
+    weight_bandwidth: float = Field(default=1.0, gt=0, le=1)
+    kv_bandwidth: float = Field(default=1.0, gt=0, le=1)
+    compute: float = Field(default=1.0, gt=0, le=1)
+    link_bandwidth: float = Field(default=1.0, gt=0, le=1)
+    node_overhead: Seconds = 0.0
+    attention_bytes_per_s_per_work_item: BytesPerSecond | None = Field(default=None, gt=0)
+
+
+class HardwareSpec(_Strict):
+    name: str
+    description: str = ""
+    chip: ChipSpec
+    memory: list[TierSpec] = Field(min_length=1, max_length=8)
+    kv_memory_tier: int | None = Field(
+        default=None, ge=0, description="index in memory that --kv-memory replaces"
+    )
+    chips_per_group: int = Field(default=1, gt=0, le=4096)
+    intra_group_link: LinkSpec | None = None
+    inter_group_link: LinkSpec
+    achievable: AchievableSpec = AchievableSpec()
+    calibration: dict[str, float | str] | None = None
+    sources: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _links(self) -> HardwareSpec:
+        if self.chips_per_group > 1 and self.intra_group_link is None:
+            raise ValueError("chips_per_group > 1 needs an intra_group_link (bandwidth, energy, latency)")
+        if self.kv_memory_tier is not None and self.kv_memory_tier >= len(self.memory):
+            raise ValueError(f"kv_memory_tier {self.kv_memory_tier} is not an index of memory")
+        return self
+
+
+@dataclass(frozen=True)
+class MemoryTier:
+    """A memory tier as the cost model sees it, per chip."""
+
+    name: str
+    capacity_bytes: float
+    bw_bytes_per_s: float
+    device_pj_per_bit: float
+    path_pj_per_bit: float
+    on_chip: bool
+
+    @property
+    def pj_per_bit(self) -> float:
+        """Energy per bit read or written: the device's own plus the chip's data path to compute."""
+        return self.device_pj_per_bit + self.path_pj_per_bit
+
+
+@dataclass(frozen=True)
+class Link:
+    bw_bytes_per_s: float
+    pj_per_bit: float
+    latency_s: float
+
+
+@dataclass(frozen=True)
+class Achievable:
+    weight_bandwidth: float = 1.0
+    kv_bandwidth: float = 1.0
+    compute: float = 1.0
+    link_bandwidth: float = 1.0
+    node_overhead_s: float = 0.0
+    attention_bytes_per_s_per_work_item: float | None = None
+
+
+PEAK = Achievable()
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """A resolved hardware: one chip kind, its memory tiers, the chip group and links."""
+
+    name: str
+    chip_name: str
+    peak_flops_per_s: dict[str, float]
+    pj_per_flop: float
+    static_power_w: float
+    parallel_units: int | None
+    tiers: tuple[MemoryTier, ...]
+    chips_per_group: int
+    intra_link: Link | None
+    inter_link: Link
+    achievable: Achievable
+    kv_memory: str | None = None
+
+    def flops_per_s(self, dtype: str) -> float:
+        """Peak FLOP/s per chip for matmuls in `dtype`, falling back to the next wider format listed."""
+        for d in {
+            "fp4": ("fp4", "fp8", "bf16"),
+            "int4": ("int4", "fp4", "fp8", "bf16"),
+            "fp8": ("fp8", "bf16"),
+            "int8": ("int8", "fp8", "bf16"),
+        }.get(dtype, (dtype, "bf16")):
+            if d in self.peak_flops_per_s:
+                return self.peak_flops_per_s[d]
+        return self.peak_flops_per_s["bf16"]
+
+    def tier(self, name: str) -> MemoryTier:
+        return next(t for t in self.tiers if t.name == name)
+
+    def with_chips_per_group(self, chips: int) -> Hardware:
+        return replace(self, chips_per_group=chips)
+
+    def at_peak(self) -> Hardware:
+        """The same hardware with datasheet peaks (speed of light): fractions 1, no fixed overheads."""
+        return replace(self, achievable=PEAK)
+
+
+def _named_file(directory: Path, name_or_path: str | Path, what: str) -> Path:
+    shipped = directory / f"{name_or_path}.yaml"
+    if shipped.is_file():
+        return shipped
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    names = ", ".join(sorted(p.stem for p in directory.glob("*.yaml")))
+    raise PlannerInputError(
+        str(name_or_path), [f"no such {what}: expected one of {names}, or a path to a YAML file"]
+    )
+
+
+def _validated(model: type[BaseModel], path: Path) -> BaseModel:
+    try:
+        return model.model_validate(read_mapping(path))
+    except ValidationError as exc:
+        raise PlannerInputError(path, problems_from_validation(exc)) from None
+
+
+def load_memory_tech(name_or_path: str | Path) -> MemoryTechSpec:
+    """Read instances/memory/NAME.yaml (or a path)."""
+    return _validated(MemoryTechSpec, _named_file(MEMORY_DIR, name_or_path, "memory technology"))
+
+
+def memory_tech_names() -> list[str]:
+    return sorted(p.stem for p in MEMORY_DIR.glob("*.yaml"))
+
+
+def _tier(spec: TierSpec, tech: MemoryTechSpec, chip: ChipSpec) -> MemoryTier:
+    devices = spec.devices or tech.devices_per_reticle_die * chip.reticle_dies
+    return MemoryTier(
+        name=tech.name,
+        capacity_bytes=spec.capacity or devices * tech.capacity_per_device,
+        bw_bytes_per_s=spec.bandwidth or devices * tech.bandwidth_per_device,
+        device_pj_per_bit=tech.energy,
+        path_pj_per_bit=chip.data_path_energy if spec.path_energy is None else spec.path_energy,
+        on_chip=tech.kind == "on-chip",
+    )
+
+
+def load_hardware(name_or_path: str | Path, kv_memory: str | None = None) -> Hardware:
+    """Read instances/hardware/NAME.yaml (or a path); `kv_memory` swaps the technology of its KV tier.
+
+    With kv_memory an on-chip technology (sram), the off-chip tier is dropped: everything lives in SRAM.
+    """
+    path = _named_file(HARDWARE_DIR, name_or_path, "hardware")
+    spec: HardwareSpec = _validated(HardwareSpec, path)
+    tier_specs = list(spec.memory)
+    if kv_memory is not None:
+        if spec.kv_memory_tier is None:
+            raise PlannerInputError(
+                path,
+                [f"kv_memory_tier: not set, so --kv-memory {kv_memory} cannot be applied to this hardware"],
+            )
+        new_tech = load_memory_tech(kv_memory)
+        if new_tech.kind == "on-chip":
+            del tier_specs[spec.kv_memory_tier]
+            if not tier_specs:
+                tier_specs = [TierSpec(tech=new_tech.name)]
+        else:
+            tier_specs[spec.kv_memory_tier] = TierSpec(tech=new_tech.name)
+    problems, tiers = [], []
+    for i, t in enumerate(tier_specs):
+        try:
+            tiers.append(_tier(t, load_memory_tech(t.tech), spec.chip))
+        except PlannerInputError as exc:
+            problems += [f"memory.{i}.tech: {p}" for p in exc.problems]
+    if len({t.name for t in tiers}) != len(tiers):
+        problems.append("memory: a technology is listed twice; merge the entries")
+    if problems:
+        raise PlannerInputError(path, problems)
+
+    def link(s: LinkSpec | None) -> Link | None:
+        return None if s is None else Link(s.bandwidth, s.energy, s.latency)
+
+    a = spec.achievable
+    return Hardware(
+        name=spec.name,
+        chip_name=spec.chip.name,
+        peak_flops_per_s=dict(spec.chip.peak_flops),
+        pj_per_flop=spec.chip.energy_per_flop,
+        static_power_w=spec.chip.static_power,
+        parallel_units=spec.chip.parallel_units,
+        tiers=tuple(tiers),
+        chips_per_group=spec.chips_per_group,
+        intra_link=link(spec.intra_group_link),
+        inter_link=link(spec.inter_group_link),
+        achievable=Achievable(
+            a.weight_bandwidth,
+            a.kv_bandwidth,
+            a.compute,
+            a.link_bandwidth,
+            a.node_overhead,
+            a.attention_bytes_per_s_per_work_item,
+        ),
+        kv_memory=kv_memory,
+    )
+
+
+def hardware_names() -> list[str]:
+    return sorted(p.stem for p in HARDWARE_DIR.glob("*.yaml"))

@@ -1,0 +1,314 @@
+"""The one cost model: what a decode step of one node costs on one chip group (FORMULATION.md §2).
+
+Everything that prints a time or an energy (speed of light, the MILP, the plan evaluator, calibration)
+calls `node_cost`, `boundary_cost` and `pipeline_cost` here; there is no second copy of these formulas.
+
+Time model of a group (stated once, used everywhere):
+- nodes on a group run one after another, as kernels do; a node has a *weight phase* (read its weights,
+  do its matmuls) and a *context phase* (read the KV cache, attend over it); inside a phase the tiers and
+  the compute overlap (a roofline per phase): phase time = max(bytes_t / rate_t for each tier t,
+  FLOPs / compute rate);
+- each node adds a fixed overhead (kernel launch, calibrated) and, with more than one chip in the group,
+  a ring all-reduce of its output (bytes over the intra-group link plus one synchronization latency);
+- sending the activations to the next group overlaps with the next micro-batch (a separate resource);
+- a user's token passes all S stages: token time = S * cycle + (S - 1) * inter-group latency.
+Energy: bits moved per tier x (device + chip data-path pJ/bit), FLOPs x pJ/FLOP, link bits x link pJ/bit,
+and the chips' static power over the time a token takes, shared by the users in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from planner.catalog import Hardware
+from planner.model import kv_tokens
+
+PJ = 1e-12
+BITS_PER_BYTE = 8.0
+CATEGORIES = ("weights", "kv", "compute", "links", "idle")
+
+
+def weight_read_bytes(node: Mapping, micro_batch: float) -> float:
+    """Weight bytes read for one decode step of `micro_batch` users.
+
+    Dense: all weights once. Embedding: one row per user. MoE: shared part plus the expected number of
+    distinct experts touched, E * (1 - (1 - k/E)**b) (uniform routing).
+    """
+    if node["lookup_bytes_per_token"]:
+        return min(node["weight_bytes"], micro_batch * node["lookup_bytes_per_token"])
+    experts = node["experts"]
+    if experts:
+        touched = experts * (1.0 - (1.0 - node["experts_per_tok"] / experts) ** micro_batch)
+        return node["shared_bytes"] + node["expert_bytes"] * touched
+    return node["weight_bytes"]
+
+
+@dataclass(frozen=True)
+class NodeCost:
+    """Cost of one node, one decode step of one micro-batch, on one chip group; linear in the tier split.
+
+    `*_read_s[t]` and `*_j[t]` are the seconds and joules if all of the node's weights (or KV) sat in
+    tier t; a split w[t] (fractions summing to 1) scales them. Bytes in B, times in s, energies in J.
+    """
+
+    name: str
+    weight_resident_bytes: float
+    kv_resident_bytes: float
+    weight_read_bytes: float
+    kv_moved_bytes: float
+    flops: float
+    weight_read_s: dict[str, float]
+    kv_read_s: dict[str, float]
+    weight_compute_s: float
+    context_compute_s: float
+    overhead_s: float
+    collective_s: float
+    weight_j: dict[str, float]
+    kv_j: dict[str, float]
+    compute_j: float
+    collective_j: float
+
+    def weight_phase_s(self, w: Mapping[str, float]) -> float:
+        return max([self.weight_compute_s] + [w.get(t, 0.0) * s for t, s in self.weight_read_s.items()])
+
+    def context_phase_s(self, k: Mapping[str, float]) -> float:
+        return max([self.context_compute_s] + [k.get(t, 0.0) * s for t, s in self.kv_read_s.items()])
+
+    def time_s(self, w: Mapping[str, float], k: Mapping[str, float]) -> float:
+        """Seconds this node occupies its group for one micro-batch."""
+        return self.weight_phase_s(w) + self.context_phase_s(k) + self.overhead_s + self.collective_s
+
+    def energy_j(self, w: Mapping[str, float], k: Mapping[str, float]) -> dict[str, float]:
+        """Dynamic joules for one micro-batch, by category (weights, kv, compute, links)."""
+        return {
+            "weights": sum(w.get(t, 0.0) * j for t, j in self.weight_j.items()),
+            "kv": sum(k.get(t, 0.0) * j for t, j in self.kv_j.items()),
+            "compute": self.compute_j,
+            "links": self.collective_j,
+        }
+
+
+def node_cost(
+    name: str, node: Mapping, hw: Hardware, micro_batch: float, users: float, context: int
+) -> NodeCost:
+    """Cost of `node` (graph attributes) for a micro-batch of `micro_batch` users at `context` tokens.
+
+    `users` is every user whose KV the group keeps resident (all micro-batches, not one).
+    Uses hw.achievable for rates (hw.at_peak() for the speed of light).
+    """
+    b, chips, a = micro_batch, hw.chips_per_group, hw.achievable
+    tokens = kv_tokens(node, context)
+    kv_bytes_per_user = node["kv_bytes_per_token"] * tokens
+    weight_read = weight_read_bytes(node, b)
+    kv_moved = b * (kv_bytes_per_user + node["kv_bytes_per_token"])  # read the cache, write one token
+    weight_flops = b * node["flops_per_token"]
+    context_flops = b * tokens * node["attn_flops_per_ctx_token"]
+    compute_rate = hw.flops_per_s(node["compute_dtype"]) * chips * a.compute
+
+    def kv_rate(bw: float) -> float:
+        rate = bw * chips * a.kv_bandwidth
+        if a.attention_bytes_per_s_per_work_item and node["attention_work_items"]:
+            # too few (user x head) work items leave compute units idle and cap the pull rate
+            rate = min(rate, b * node["attention_work_items"] * a.attention_bytes_per_s_per_work_item)
+        return rate
+
+    collective_s = collective_j = 0.0
+    if chips > 1 and hw.intra_link is not None and node["allreduce_bytes_per_token"]:
+        per_chip = 2.0 * (chips - 1) / chips * b * node["allreduce_bytes_per_token"]  # ring all-reduce
+        collective_s = per_chip / (hw.intra_link.bw_bytes_per_s * a.link_bandwidth) + hw.intra_link.latency_s
+        collective_j = chips * per_chip * BITS_PER_BYTE * hw.intra_link.pj_per_bit * PJ
+    return NodeCost(
+        name=name,
+        weight_resident_bytes=node["weight_bytes"],
+        kv_resident_bytes=users * kv_bytes_per_user,
+        weight_read_bytes=weight_read,
+        kv_moved_bytes=kv_moved,
+        flops=weight_flops + context_flops,
+        weight_read_s={
+            t.name: weight_read / (t.bw_bytes_per_s * chips * a.weight_bandwidth) for t in hw.tiers
+        },
+        kv_read_s={t.name: (kv_moved / kv_rate(t.bw_bytes_per_s) if kv_moved else 0.0) for t in hw.tiers},
+        weight_compute_s=weight_flops / compute_rate,
+        context_compute_s=context_flops / compute_rate,
+        overhead_s=a.node_overhead_s,
+        collective_s=collective_s,
+        weight_j={t.name: weight_read * BITS_PER_BYTE * t.pj_per_bit * PJ for t in hw.tiers},
+        kv_j={t.name: kv_moved * BITS_PER_BYTE * t.pj_per_bit * PJ for t in hw.tiers},
+        compute_j=(weight_flops + context_flops) * hw.pj_per_flop * PJ,
+        collective_j=collective_j,
+    )
+
+
+@dataclass(frozen=True)
+class BoundaryCost:
+    """Sending one micro-batch's activations from one group to the next."""
+
+    send_s: float
+    link_j: float
+    latency_s: float
+
+
+def boundary_cost(activation_bytes_per_token: float, hw: Hardware, micro_batch: float) -> BoundaryCost:
+    """Inter-group hop: bytes / (link bandwidth x fraction) of time, bits x pJ/bit of energy, one latency."""
+    sent = micro_batch * activation_bytes_per_token
+    link = hw.inter_link
+    return BoundaryCost(
+        send_s=sent / (link.bw_bytes_per_s * hw.achievable.link_bandwidth),
+        link_j=sent * BITS_PER_BYTE * link.pj_per_bit * PJ,
+        latency_s=link.latency_s,
+    )
+
+
+def micro_batches(users: int, stages: int) -> int:
+    """Micro-batches in flight: m = min(U, S) (FORMULATION.md §3)."""
+    return max(1, min(users, stages))
+
+
+@dataclass(frozen=True)
+class GroupCost:
+    """One chip group of a pipeline: its nodes, time per resource for one micro-batch, energy, residency."""
+
+    index: int
+    nodes: tuple[str, ...]
+    busy_s: float  # sum of its nodes' times
+    send_s: float  # activations to the next group (overlapped)
+    time_by_kind_s: dict[str, float]  # weights / kv / compute / links / overhead: the binding phase's share
+    energy_j: dict[str, float]  # dynamic, one micro-batch
+    resident_bytes: dict[str, float]  # per tier, whole group
+    capacity_bytes: dict[str, float]  # per tier, whole group
+    read_bytes: dict[str, float]  # per tier, one micro-batch
+
+    @property
+    def cycle_s(self) -> float:
+        return max(self.busy_s, self.send_s)
+
+    @property
+    def binding(self) -> str:
+        """The resource that sets this group's time: the largest share, or the link when sending binds."""
+        if self.send_s > self.busy_s:
+            return "inter-group link"
+        return max(self.time_by_kind_s, key=self.time_by_kind_s.get)
+
+
+@dataclass(frozen=True)
+class PipelineCost:
+    """Totals of a placement: per-user token time, throughput, joules per token by category."""
+
+    stages: int
+    chips: int
+    users: int
+    context: int
+    micro_batch: float
+    cycle_s: float
+    token_s: float
+    groups: tuple[GroupCost, ...]
+    joules_per_token_by: dict[str, float]
+    static_power_w: float
+    hop_latency_s: float
+    overflow_bytes: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def joules_per_token(self) -> float:
+        return sum(self.joules_per_token_by.values())
+
+    @property
+    def tokens_per_s_per_user(self) -> float:
+        return 1.0 / self.token_s
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.users / self.token_s
+
+    @property
+    def power_w(self) -> float:
+        return self.joules_per_token * self.tokens_per_s
+
+
+def pipeline_cost(
+    graph: nx.DiGraph,
+    hw: Hardware,
+    users: int,
+    context: int,
+    groups: Sequence[Sequence[str]],
+    weight_split: Mapping[str, Mapping[str, float]],
+    kv_split: Mapping[str, Mapping[str, float]],
+) -> PipelineCost:
+    """Cost of a placement: `groups[g]` lists the nodes of stage g in order; splits give tier fractions.
+
+    J/token = (sum over groups of one micro-batch's dynamic energy + hops) / b
+              + static power of all chips x S x cycle / U.
+    """
+    stages = len(groups)
+    m = micro_batches(users, stages)
+    b = users / m
+    chips = stages * hw.chips_per_group
+    group_costs, link_j, hop_latency = [], 0.0, 0.0
+    for g, names in enumerate(groups):
+        busy, energy = 0.0, dict.fromkeys(("weights", "kv", "compute", "links"), 0.0)
+        by_kind = dict.fromkeys(("weights", "kv", "compute", "links", "overhead"), 0.0)
+        resident = {t.name: 0.0 for t in hw.tiers}
+        read = {t.name: 0.0 for t in hw.tiers}
+        for n in names:
+            c = node_cost(n, graph.nodes[n], hw, b, users, context)
+            w, k = weight_split[n], kv_split[n]
+            busy += c.time_s(w, k)
+            for cat, j in c.energy_j(w, k).items():
+                energy[cat] += j
+            wp, kp = c.weight_phase_s(w), c.context_phase_s(k)
+            by_kind["weights" if wp > c.weight_compute_s else "compute"] += wp
+            by_kind["kv" if kp > c.context_compute_s else "compute"] += kp
+            by_kind["links"] += c.collective_s
+            by_kind["overhead"] += c.overhead_s
+            for t in hw.tiers:
+                resident[t.name] += w.get(t.name, 0.0) * c.weight_resident_bytes
+                resident[t.name] += k.get(t.name, 0.0) * c.kv_resident_bytes
+                read[t.name] += (
+                    w.get(t.name, 0.0) * c.weight_read_bytes + k.get(t.name, 0.0) * c.kv_moved_bytes
+                )
+        send_s = 0.0
+        if g < stages - 1:
+            hop = boundary_cost(graph.edges[names[-1], groups[g + 1][0]]["activation_bytes"], hw, b)
+            send_s, link_j, hop_latency = hop.send_s, link_j + hop.link_j, hop_latency + hop.latency_s
+        group_costs.append(
+            GroupCost(
+                index=g,
+                nodes=tuple(names),
+                busy_s=busy,
+                send_s=send_s,
+                time_by_kind_s=by_kind,
+                energy_j=energy,
+                resident_bytes=resident,
+                capacity_bytes={t.name: t.capacity_bytes * hw.chips_per_group for t in hw.tiers},
+                read_bytes=read,
+            )
+        )
+    cycle = max(gc.cycle_s for gc in group_costs)
+    token_s = stages * cycle + hop_latency
+    static_w = chips * hw.static_power_w
+    per_token = {
+        cat: sum(gc.energy_j[cat] for gc in group_costs) / b for cat in ("weights", "kv", "compute", "links")
+    }
+    per_token["links"] += link_j / b
+    per_token["idle"] = static_w * stages * cycle / users
+    overflow = {
+        t: sum(gc.resident_bytes[t] for gc in group_costs if gc.resident_bytes[t] > gc.capacity_bytes[t])
+        - sum(gc.capacity_bytes[t] for gc in group_costs if gc.resident_bytes[t] > gc.capacity_bytes[t])
+        for t in (tier.name for tier in hw.tiers)
+    }
+    return PipelineCost(
+        stages=stages,
+        chips=chips,
+        users=users,
+        context=context,
+        micro_batch=b,
+        cycle_s=cycle,
+        token_s=token_s,
+        groups=tuple(group_costs),
+        joules_per_token_by=per_token,
+        static_power_w=static_w,
+        hop_latency_s=hop_latency,
+        overflow_bytes={t: v for t, v in overflow.items() if v > 0},
+    )

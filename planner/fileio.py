@@ -1,0 +1,66 @@
+"""Reading YAML/JSON safely and writing result files atomically (temp file + rename)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from planner.errors import PlannerInputError
+
+
+def read_mapping(path: str | Path) -> dict[str, Any]:
+    """Load a YAML or JSON file that must hold a mapping; every failure becomes a PlannerInputError."""
+    path = Path(path)
+    if not path.is_file():
+        raise PlannerInputError(path, ["file not found (or not a regular file); check the path"])
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PlannerInputError(
+            path, [f"not UTF-8 text (byte {exc.start}); save the file as UTF-8"]
+        ) from None
+    except OSError as exc:
+        raise PlannerInputError(path, [f"cannot read: {exc.strerror}"]) from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        where = str(exc).replace("\n", " ")
+        kind = "JSON" if path.suffix == ".json" else "YAML"
+        raise PlannerInputError(path, [f"not valid {kind}: {where}"]) from None
+    if not isinstance(data, dict):
+        raise PlannerInputError(
+            path, [f"expected a mapping of fields at the top level, got {type(data).__name__}"]
+        )
+    return data
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write UTF-8 `text` atomically (see write_bytes_atomic)."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` via a temp file in the same folder and an atomic rename: never a half file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def project_root() -> Path:
+    """The repository root (where graphs/ and instances/ live)."""
+    return Path(__file__).resolve().parent.parent

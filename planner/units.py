@@ -1,0 +1,131 @@
+"""Readable unit strings ("3.35 TB/s", "80 GiB", "3.9 pJ/bit") to SI floats, in one place.
+
+Prefixes are SI (1 GB = 1e9 B) unless the string says GiB/MiB/KiB (powers of two), as pint does.
+Plain numbers are taken to be in the field's base unit (bytes, bytes/s, pJ/bit, FLOP/s, pJ/FLOP, W, s).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Annotated
+
+import pint
+from pydantic import BeforeValidator
+
+# One registry for the whole program; FLOP is added as its own dimension.
+_REGISTRY = pint.UnitRegistry()
+_REGISTRY.define("FLOP = [flop] = flop = FLOPS")
+
+# base unit and an example for each kind of quantity the planner reads
+QUANTITY_KINDS: dict[str, tuple[str, str]] = {
+    "bytes": ("B", "80 GB"),
+    "bytes_per_s": ("B/s", "3.35 TB/s"),
+    "pj_per_bit": ("pJ/bit", "3.9 pJ/bit"),
+    "flops_per_s": ("FLOP/s", "989 TFLOP/s"),
+    "pj_per_flop": ("pJ/FLOP", "0.5 pJ/FLOP"),
+    "watts": ("W", "73 W"),
+    "seconds": ("s", "2 us"),
+}
+
+# Anything larger than these is a typo, not hardware (a memory of 1e30 bytes, say).
+ABSURD_LIMITS: dict[str, float] = {
+    "bytes": 1e18,  # 1 EB per device or chip
+    "bytes_per_s": 1e18,  # 1 EB/s
+    "pj_per_bit": 1e4,
+    "flops_per_s": 1e20,
+    "pj_per_flop": 1e4,
+    "watts": 1e6,
+    "seconds": 1e3,
+}
+
+
+@lru_cache(maxsize=4096)
+def parse_quantity(text: str, kind: str) -> float:
+    """Parse `text` (e.g. "3.35 TB/s") as a quantity of `kind` and return it in the kind's base unit.
+
+    Raises ValueError with a message that names the expected unit and an example.
+    """
+    base, example = QUANTITY_KINDS[kind]
+    try:
+        quantity = _REGISTRY.Quantity(text)
+    except Exception as exc:  # pint raises several error types for garbage
+        raise ValueError(f"cannot read {text!r} as a quantity in {base} (e.g. {example!r}): {exc}") from None
+    if isinstance(quantity, (int, float)):
+        return float(quantity)
+    if quantity.unitless:  # a bare number in a string: the base unit
+        return float(quantity.magnitude)
+    # pint treats bits and bytes as dimensionless, so "3.9 pJ" would pass for pJ/bit: check by name
+    names = " ".join(str(u) for u in quantity.unit_items())
+    if ("bit" in base or "B" in base) != ("bit" in names or "byte" in names):
+        raise ValueError(f"{text!r} is not in units of {base} (e.g. {example!r})")
+    try:
+        return float(quantity.to(base).magnitude)
+    except pint.DimensionalityError:
+        raise ValueError(f"{text!r} is not in units of {base} (e.g. {example!r})") from None
+
+
+def check_magnitude(value: float, kind: str) -> float:
+    """Reject NaN, infinite, negative and absurdly large values of `kind`; return the value."""
+    base, example = QUANTITY_KINDS[kind]
+    if math.isnan(value) or math.isinf(value):
+        raise ValueError(f"{value} is not a finite number; give a value in {base} like {example!r}")
+    if value < 0:
+        raise ValueError(f"{value:g} {base} is negative; give a positive value like {example!r}")
+    if value > ABSURD_LIMITS[kind]:
+        raise ValueError(
+            f"{value:g} {base} is implausibly large (limit {ABSURD_LIMITS[kind]:g} {base}); check the unit"
+        )
+    return value
+
+
+def _validator(kind: str):
+    def convert(value: object) -> float:
+        if isinstance(value, bool):
+            raise ValueError(f"expected a quantity in {QUANTITY_KINDS[kind][0]}, got a boolean")
+        if isinstance(value, (int, float)):
+            number = float(value)
+        elif isinstance(value, str):
+            number = parse_quantity(value.strip(), kind)
+        else:
+            raise ValueError(
+                f"expected a number or a string like {QUANTITY_KINDS[kind][1]!r}, got {type(value).__name__}"
+            )
+        return check_magnitude(number, kind)
+
+    return BeforeValidator(convert)
+
+
+Bytes = Annotated[float, _validator("bytes")]
+BytesPerSecond = Annotated[float, _validator("bytes_per_s")]
+PicojoulesPerBit = Annotated[float, _validator("pj_per_bit")]
+FlopsPerSecond = Annotated[float, _validator("flops_per_s")]
+PicojoulesPerFlop = Annotated[float, _validator("pj_per_flop")]
+Watts = Annotated[float, _validator("watts")]
+Seconds = Annotated[float, _validator("seconds")]
+
+DTYPE_BYTES: dict[str, float] = {
+    "fp32": 4.0,
+    "bf16": 2.0,
+    "fp16": 2.0,
+    "fp8": 1.0,
+    "int8": 1.0,
+    "fp4": 0.5,
+    "int4": 0.5,
+}
+
+
+def dtype_bytes(name: str) -> float:
+    """Bytes per value of a dtype name (bf16 -> 2.0)."""
+    try:
+        return DTYPE_BYTES[name]
+    except KeyError:
+        raise ValueError(f"unknown dtype {name!r}; expected one of {', '.join(DTYPE_BYTES)}") from None
+
+
+def human_bytes(n: float) -> str:
+    """Format a byte count with an SI prefix: 2.1e12 -> '2.10 TB'."""
+    for unit, scale in (("PB", 1e15), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:.0f} B"
