@@ -1,7 +1,23 @@
 """LLM inference hardware planner: model graphs, one cost model, placement MILP (Pyomo + HiGHS)."""
 
-from planner.api import sol, write_graph
+from planner.api import evaluate, load_problem, sol, solve, write_graph
 from planner.catalog import Hardware, load_hardware, load_memory_tech
+from planner.instance import load_instance
 from planner.model import Model, load_model
+from planner.plan import Plan, load_plan
 
-__all__ = ["Hardware", "Model", "load_hardware", "load_memory_tech", "load_model", "sol", "write_graph"]
+__all__ = [
+    "Hardware",
+    "Model",
+    "Plan",
+    "evaluate",
+    "load_hardware",
+    "load_instance",
+    "load_memory_tech",
+    "load_model",
+    "load_plan",
+    "load_problem",
+    "sol",
+    "solve",
+    "write_graph",
+]

@@ -54,3 +54,20 @@ def write_graph(model: Model, path: str | Path) -> Path:
         data = nx.node_link_data(model.graph, edges="edges")
         return write_text_atomic(path, json.dumps(data, indent=1))
     raise PlannerInputError(str(path), ["--out must end in .graphml or .json"])
+
+
+def load_problem(instance: str | Path | InstanceSpec) -> Problem:
+    """An instance file path or spec, with its model and hardware loaded."""
+    spec = instance if isinstance(instance, InstanceSpec) else load_instance(instance)
+    return resolve(spec, source=str(instance) if not isinstance(instance, InstanceSpec) else "instance")
+
+
+def solve(instance: str | Path | InstanceSpec, progress=None) -> Plan:
+    """Best placement of an instance over all stage counts (see planner.solve). Raises InfeasibleError."""
+    return solve_problem(load_problem(instance), progress)
+
+
+def evaluate(instance: str | Path | InstanceSpec, plan: str | Path | Plan) -> Evaluation:
+    """Recompute every figure of a plan from the instance and the placement alone; list violations."""
+    p = plan if isinstance(plan, Plan) else load_plan(plan)
+    return evaluate_plan(load_problem(instance), p)

@@ -233,6 +233,254 @@ def sol_command(
         console.print(f"wrote {plot}")
 
 
+# ---------------------------------------------------------------------------------------------- solve
+
+
+def _instance_from(instance: Path | None, flags: dict):
+    """An instance file, or flags alone; flags given with a file override the file's fields."""
+    from planner.instance import load_instance, spec_from_flags
+
+    if instance is None:
+        missing = [
+            f"--{k.replace('_', '-')}"
+            for k in ("model", "hardware", "users", "context", "min_tokens_per_s")
+            if flags.get(k) is None
+        ]
+        if missing:
+            raise PlannerInputError(
+                "command-line flags", [f"give an INSTANCE.yaml or all of {', '.join(missing)}"]
+            )
+        flags.setdefault("max_groups", None)
+        if flags["max_groups"] is None:
+            flags["max_groups"] = 128
+        return spec_from_flags(**flags)
+    spec = load_instance(instance)
+    data = spec.model_dump()
+    for k, v in flags.items():
+        if v is None:
+            continue
+        if k in data["workload"]:
+            data["workload"][k] = v
+        elif k in data["solver"]:
+            data["solver"][k] = v
+        else:
+            data[k] = v
+    return spec_from_flags(
+        **{
+            **{k: v for k, v in data.items() if k not in ("workload", "solver")},
+            **data["workload"],
+            **data["solver"],
+        }
+    )
+
+
+@app.command("solve")
+@handle_errors
+def solve_command(
+    instance: Annotated[Path | None, typer.Argument(help="instance YAML (or give the flags below)")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="graphs/ name or HF config.json path")] = None,
+    hardware: Annotated[
+        str | None, typer.Option("--hardware", help="instances/hardware/ name or path")
+    ] = None,
+    kv_memory: Annotated[str | None, typer.Option("--kv-memory", help="technology of the KV tier")] = None,
+    chips_per_group: Annotated[int | None, typer.Option("--chips-per-group", min=1)] = None,
+    max_groups: Annotated[
+        int | None, typer.Option("--max-groups", min=1, help="largest number of groups (default 128)")
+    ] = None,
+    users: Annotated[int | None, typer.Option("--users", min=1)] = None,
+    context: Annotated[int | None, typer.Option("--context", min=1, help="KV tokens per user")] = None,
+    min_tokens_per_s: Annotated[
+        float | None, typer.Option("--min-tokens-per-s", help="per-user speed floor")
+    ] = None,
+    stages: Annotated[
+        int | None, typer.Option("--stages", min=1, help="fix S instead of enumerating")
+    ] = None,
+    time_limit: Annotated[float | None, typer.Option("--time-limit", help="seconds per S")] = None,
+    gap: Annotated[float | None, typer.Option("--gap", help="relative MIP gap")] = None,
+    method: Annotated[
+        str | None, typer.Option("--method", help="milp or exhaustive (small instances)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="write the plan: PLAN.yaml or PLAN.json")] = None,
+    csv: Annotated[Path | None, typer.Option("--csv", help="write nodes.csv and groups.csv into DIR")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+) -> None:
+    """Place a model on chip groups and memory tiers, minimizing joules per token (Pyomo MILP, HiGHS)."""
+    from planner.api import load_problem
+    from planner.plan import evaluate, summary, write_csv_tables
+    from planner.solve import solve_problem
+
+    spec = _instance_from(
+        instance,
+        dict(
+            model=model,
+            hardware=hardware,
+            kv_memory=kv_memory,
+            chips_per_group=chips_per_group,
+            max_groups=max_groups,
+            users=users,
+            context=context,
+            min_tokens_per_s=min_tokens_per_s,
+            stages=stages,
+            time_limit=time_limit,
+            gap=gap,
+            method=method,
+        ),
+    )
+    if out is not None and out.suffix not in (".yaml", ".yml", ".json"):
+        raise PlannerInputError(str(out), ["--out must end in .yaml, .yml or .json"])
+    problem = load_problem(spec)
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=json_out,
+    ) as bar:
+        task = bar.add_task(f"solving {problem.model.name} on {problem.hw.name}", total=None)
+
+        def progress(s: int, record) -> None:
+            value = (
+                f"{record.joules_per_token:.4g} J/token"
+                if record.joules_per_token is not None
+                else record.status
+            )
+            bar.update(task, description=f"S={s}: {value}")
+
+        plan = solve_problem(problem, progress)
+    result = evaluate(problem, plan)
+    if out is not None:
+        plan.save(out)
+    if csv is not None:
+        write_csv_tables(plan, problem, result.cost, csv)
+    facts = summary(plan, result.cost)
+    if json_out:
+        print_json(facts)
+        return
+    _print_plan_summary(problem, plan, facts)
+    if out is not None:
+        console.print(f"wrote {out}")
+
+
+def _print_plan_summary(problem, plan, facts) -> None:
+    f = plan.figures
+    e = facts["joules_per_token_by"]
+    console.print(
+        f"[bold]{problem.model.name}[/] on [bold]{problem.hw.name}[/]"
+        + (f" + {problem.hw.kv_memory}" if problem.hw.kv_memory else "")
+        + f": {facts['users']:,} users, context {problem.context:,}, floor {problem.min_tokens_per_s:g} tokens/s/user"
+    )
+    console.print(
+        f"status {facts['status']} ({plan.solver.method}), gap {facts['gap'] if facts['gap'] is not None else float('nan'):.2e}, "
+        f"solve {facts['solve_s']:.2f} s, build {facts['build_s']:.2f} s"
+    )
+    console.print(
+        f"[bold]{facts['joules_per_token']:.4g} J/token[/] (weights {e['weights']:.3g}, KV {e['kv']:.3g}, compute "
+        f"{e['compute']:.3g}, links {e['links']:.3g}, idle {e['idle']:.3g}); {facts['stages']} stages x "
+        f"{problem.hw.chips_per_group} chips = {facts['chips']} chips; micro-batch {facts['micro_batch']:.4g} users"
+    )
+    console.print(
+        f"cycle {facts['cycle_ms']:.4g} ms, token {facts['token_ms']:.4g} ms = {facts['tokens_per_s_per_user']:.4g} "
+        f"tokens/s per user, {facts['tokens_per_s']:,.0f} tokens/s in all, {facts['power_w']:,.0f} W"
+    )
+    per_stage = "  ".join(
+        f"S={s}: {v:.4g}" if isinstance(v, float) else f"S={s}: {v}"
+        for s, v in facts["per_stage_count"].items()
+    )
+    console.print(f"J/token by S: {per_stage}", soft_wrap=True)
+    rows = []
+    for g in f["groups"]:
+        fill = ", ".join(f"{t} {100 * g['resident_gb'][t] / g['capacity_gb'][t]:.0f}%" for t in problem.tiers)
+        rows.append(
+            {
+                "group": g["group"],
+                "nodes": f"{g['first_node']} .. {g['last_node']}",
+                "fill": fill,
+                "busy": g["busy_ms"],
+                "binding": g["binding"],
+            }
+        )
+    shown = (
+        rows
+        if len(rows) <= 24
+        else rows[:10] + [{"group": "...", "nodes": f"({len(rows) - 20} more)"}] + rows[-10:]
+    )
+    print_table(
+        "groups",
+        [
+            ("group", "group"),
+            ("nodes", "nodes"),
+            ("fill", "tier fill"),
+            ("busy", "busy ms"),
+            ("binding", "binding"),
+        ],
+        shown,
+    )
+
+
+@app.command("evaluate")
+@handle_errors
+def evaluate_command(
+    instance: Annotated[Path, typer.Argument(help="instance YAML")],
+    plan_file: Annotated[Path, typer.Argument(help="plan YAML or JSON")],
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Recompute every figure of a plan from the instance and the placement (no solver); list violations.
+
+    Exit 0 when the plan is feasible, 1 when it violates a constraint."""
+    from planner.api import load_problem
+    from planner.plan import evaluate as evaluate_plan
+    from planner.plan import figures, load_plan, summary
+
+    problem = load_problem(instance)
+    plan = load_plan(plan_file)
+    result = evaluate_plan(problem, plan)
+    data = {"feasible": result.feasible, "violations": result.violations}
+    if result.cost is not None:
+        data.update(summary(plan, result.cost))
+        objective = plan.solver.objective
+        data["objective_rel_diff"] = (
+            abs(result.cost.joules_per_token - objective) / objective if objective else None
+        )
+    if json_out:
+        print_json(data)
+    else:
+        if result.cost is not None:
+            _print_plan_summary(problem, plan.model_copy(update={"figures": figures(result.cost)}), data)
+            if data["objective_rel_diff"] is not None:
+                console.print(
+                    f"recomputed J/token vs the plan's objective: relative difference {data['objective_rel_diff']:.2e}"
+                )
+        for v in result.violations:
+            err_console.print(f"[red]violated:[/] {v}", highlight=False)
+        if result.feasible:
+            console.print("feasible: no constraint violated")
+    if not result.feasible:
+        raise typer.Exit(1)
+
+
+@app.command("plot")
+@handle_errors
+def plot_command(
+    plan_file: Annotated[Path, typer.Argument(help="plan YAML or JSON")],
+    out: Annotated[Path, typer.Option("--out", help="FILE.png")],
+) -> None:
+    """Draw a plan: the chip groups in a chain, their layers, tier fill and binding resource."""
+    from planner.api import load_problem
+    from planner.plan import evaluate, load_plan
+    from planner.plots import plot_plan
+
+    plan = load_plan(plan_file)
+    problem = load_problem(plan.instance)
+    result = evaluate(problem, plan)
+    if result.cost is None:
+        raise PlannerInputError(plan_file, result.violations)
+    plot_plan(plan, problem, result.cost, out)
+    console.print(f"wrote {out}")
+
+
 def main() -> None:
     app()
 

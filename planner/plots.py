@@ -54,3 +54,79 @@ def plot_sol(frames: Sequence[pd.DataFrame], path: str | Path) -> Path:
         ax.set_ylim(0, max(bottom) * 1.15)
     axes[0][0].legend(fontsize=8, loc="upper left")
     return save_figure(fig, path)
+
+
+TIER_COLORS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3"]
+BINDING_COLORS = {
+    "weights": "#4C72B0",
+    "kv": "#DD8452",
+    "compute": "#55A868",
+    "links": "#8172B3",
+    "overhead": "#937860",
+    "inter-group link": "#C44E52",
+}
+
+
+def plot_plan(plan, problem, cost, path: str | Path) -> Path:
+    """The pipeline: one box per chip group along the chain (its layers written in it, coloured by the
+    binding resource), tier fill per group below, busy time per group at the bottom."""
+    groups = cost.groups
+    n = len(groups)
+    fig, (ax_chain, ax_fill, ax_time) = plt.subplots(
+        3, 1, figsize=(max(8, min(24, 0.5 * n + 4)), 8), gridspec_kw={"height_ratios": [1.1, 2, 2]}
+    )
+    x = list(range(n))
+    for g in groups:
+        color = BINDING_COLORS.get(g.binding, "#999999")
+        ax_chain.add_patch(plt.Rectangle((g.index - 0.4, 0.1), 0.8, 0.8, color=color, alpha=0.85))
+        first, last = g.nodes[0], g.nodes[-1]
+        label = first if first == last else f"{first}\n..\n{last}"
+        if n <= 40:
+            ax_chain.text(
+                g.index, 0.5, label, ha="center", va="center", fontsize=6 if n > 12 else 8, color="white"
+            )
+        if g.index < n - 1:
+            ax_chain.annotate(
+                "",
+                xy=(g.index + 0.6, 0.5),
+                xytext=(g.index + 0.4, 0.5),
+                arrowprops=dict(arrowstyle="->", lw=0.8),
+            )
+    ax_chain.set_xlim(-0.6, n - 0.4)
+    ax_chain.set_ylim(0, 1)
+    ax_chain.axis("off")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for k, c in BINDING_COLORS.items()]
+    ax_chain.legend(
+        handles,
+        [f"binding: {k}" for k in BINDING_COLORS],
+        ncol=6,
+        fontsize=7,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        frameon=False,
+    )
+    width = 0.8 / max(1, len(problem.tiers))
+    for i, t in enumerate(problem.tiers):
+        fill = [100 * g.resident_bytes[t] / g.capacity_bytes[t] for g in groups]
+        ax_fill.bar(
+            [xi - 0.4 + width * (i + 0.5) for xi in x], fill, width=width, label=t, color=TIER_COLORS[i % 5]
+        )
+    ax_fill.axhline(100, color="black", lw=0.6, ls="--")
+    ax_fill.set_ylabel("tier fill (%)")
+    ax_fill.legend(fontsize=7)
+    bottom = [0.0] * n
+    for kind in ("weights", "kv", "compute", "links", "overhead"):
+        values = [g.time_by_kind_s[kind] * 1e3 for g in groups]
+        ax_time.bar(x, values, bottom=bottom, label=kind, color=BINDING_COLORS[kind])
+        bottom = [b + v for b, v in zip(bottom, values)]
+    ax_time.axhline(cost.cycle_s * 1e3, color="black", lw=0.8, ls=":", label="cycle")
+    ax_time.set_ylabel("busy time per micro-batch (ms)")
+    ax_time.set_xlabel("chip group (pipeline stage)")
+    ax_time.legend(fontsize=7, ncol=6)
+    fig.suptitle(
+        f"{problem.model.name} on {cost.stages} x {problem.hw.chips_per_group} {problem.hw.name}"
+        + (f" + {problem.hw.kv_memory}" if problem.hw.kv_memory else "")
+        + f": {cost.users:,} users, {cost.joules_per_token:.3g} J/token, {cost.tokens_per_s_per_user:.3g} tok/s/user",
+        fontsize=10,
+    )
+    return save_figure(fig, path)

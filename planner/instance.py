@@ -1,0 +1,168 @@
+"""Placement instances: a model, a hardware, the chip groups and a workload, read from YAML or flags.
+
+An instance file (instances/*.yaml):
+
+    model: llama-3.1-70b            # graphs/ name or path to an HF config.json
+    hardware: sram-pipeline         # instances/hardware/ name or path
+    kv_memory: novel-kv-dram        # optional: technology of the hardware's KV tier
+    chips_per_group: 8              # optional: default from the hardware
+    max_groups: 64                  # the largest number of groups (stages) allowed
+    tiers: [sram, novel-kv-dram]    # optional: tiers each group may use (default: all of the hardware's)
+    workload: {users: 1024, context: 4096, min_tokens_per_s: 20, weight_dtype: bf16, kv_dtype: bf16}
+    solver: {stages: null, time_limit: 60 s, gap: 1e-4}   # optional
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from planner.catalog import Hardware, load_hardware
+from planner.errors import PlannerInputError, problems_from_validation
+from planner.fileio import read_mapping
+from planner.model import Model, load_model
+from planner.units import DTYPE_BYTES, Seconds
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WorkloadSpec(_Strict):
+    """Users served at once, KV tokens held per user, the per-user speed floor and the dtypes."""
+
+    users: int = Field(gt=0, le=100_000_000)
+    context: int = Field(gt=0, le=100_000_000, description="KV tokens held per user")
+    min_tokens_per_s: float = Field(
+        gt=0, le=1e6, allow_inf_nan=False, description="per-user decode speed floor"
+    )
+    weight_dtype: str = "bf16"
+    kv_dtype: str = "bf16"
+    activation_dtype: str = "bf16"
+
+    @field_validator("weight_dtype", "kv_dtype", "activation_dtype")
+    @classmethod
+    def _known_dtype(cls, v: str) -> str:
+        if v not in DTYPE_BYTES:
+            raise ValueError(f"unknown dtype {v!r}; expected one of {', '.join(DTYPE_BYTES)}")
+        return v
+
+
+class SolverSpec(_Strict):
+    stages: int | None = Field(default=None, gt=0, le=100_000, description="fix S instead of enumerating")
+    time_limit: Seconds | None = Field(default=None, gt=0, description="per solve of one S")
+    gap: float = Field(default=1e-4, ge=0, le=1)
+    method: str = Field(default="milp", pattern="^(milp|exhaustive)$")
+
+
+class InstanceSpec(_Strict):
+    """One placement problem."""
+
+    name: str = ""
+    model: str
+    hardware: str
+    kv_memory: str | None = None
+    chips_per_group: int | None = Field(default=None, gt=0, le=4096)
+    max_groups: int = Field(gt=0, le=100_000)
+    tiers: list[str] | None = None
+    workload: WorkloadSpec
+    solver: SolverSpec = SolverSpec()
+
+    @model_validator(mode="after")
+    def _stages_within_groups(self) -> InstanceSpec:
+        if self.solver.stages is not None and self.solver.stages > self.max_groups:
+            raise ValueError(f"solver.stages ({self.solver.stages}) exceeds max_groups ({self.max_groups})")
+        return self
+
+    def digest(self) -> str:
+        """A stable hash of the instance (for caches): sha256 of its canonical JSON."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An instance with its model and hardware loaded: what the optimizer and the evaluator read."""
+
+    spec: InstanceSpec
+    model: Model
+    hw: Hardware
+    tiers: tuple[str, ...]
+
+    @property
+    def users(self) -> int:
+        return self.spec.workload.users
+
+    @property
+    def context(self) -> int:
+        return self.spec.workload.context
+
+    @property
+    def min_tokens_per_s(self) -> float:
+        return self.spec.workload.min_tokens_per_s
+
+    @property
+    def max_groups(self) -> int:
+        return self.spec.max_groups
+
+
+def _resolve_path(value: str, base: Path | None) -> str:
+    """A relative path in an instance file is taken relative to that file, if it exists there."""
+    if base is not None and ("/" in value or value.endswith((".json", ".yaml", ".yml"))):
+        candidate = base / value
+        if candidate.exists():
+            return str(candidate)
+    return value
+
+
+def load_instance(path: str | Path) -> InstanceSpec:
+    """Read and validate an instance YAML; every problem is reported at once with its field."""
+    path = Path(path)
+    data = read_mapping(path)
+    try:
+        spec = InstanceSpec.model_validate(data)
+    except ValidationError as exc:
+        raise PlannerInputError(path, problems_from_validation(exc)) from None
+    base = path.parent
+    return spec.model_copy(
+        update={"model": _resolve_path(spec.model, base), "hardware": _resolve_path(spec.hardware, base)}
+    )
+
+
+def resolve(spec: InstanceSpec, source: str = "instance") -> Problem:
+    """Load the model and hardware of an instance and check the tiers it names."""
+    w = spec.workload
+    model = load_model(spec.model, w.weight_dtype, w.kv_dtype, w.activation_dtype)
+    hw = load_hardware(spec.hardware, spec.kv_memory)
+    if spec.chips_per_group is not None:
+        if spec.chips_per_group > 1 and hw.intra_link is None:
+            raise PlannerInputError(
+                source, [f"chips_per_group: {spec.chips_per_group} needs an intra_group_link in {hw.name}"]
+            )
+        hw = hw.with_chips_per_group(spec.chips_per_group)
+    names = tuple(t.name for t in hw.tiers)
+    tiers = tuple(spec.tiers) if spec.tiers else names
+    unknown = [t for t in tiers if t not in names]
+    if unknown:
+        raise PlannerInputError(source, [f"tiers: {unknown} not on {hw.name}; its tiers are {list(names)}"])
+    return Problem(spec=spec, model=model, hw=hw, tiers=tiers)
+
+
+def spec_from_flags(**fields) -> InstanceSpec:
+    """Build an instance from CLI flags (same validation and messages as a file)."""
+    workload = {
+        k: fields.pop(k) for k in list(fields) if k in WorkloadSpec.model_fields and fields[k] is not None
+    }
+    solver = {
+        k: fields.pop(k) for k in list(fields) if k in SolverSpec.model_fields and fields[k] is not None
+    }
+    data = {k: v for k, v in fields.items() if v is not None}
+    data["workload"], data["solver"] = workload, solver
+    try:
+        return InstanceSpec.model_validate(data)
+    except ValidationError as exc:
+        raise PlannerInputError("command-line flags", problems_from_validation(exc)) from None

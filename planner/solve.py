@@ -1,0 +1,206 @@
+"""Solving an instance: enumerate the number of stages S, prune by bound, keep the best plan.
+
+For each S (from the capacity lower bound up to min(max_groups, nodes)) the MILP of planner.milp gives
+the optimal placement; an S whose lower bound is no better than the best plan found is pruned. Every
+S's outcome is reported (J/token vs S is a result in itself). No feasible S -> InfeasibleError naming
+the binding limit and the shortfall in the user's units.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+from planner import exhaustive, milp
+from planner.cost import micro_batches, node_cost
+from planner.errors import InfeasibleError
+from planner.instance import Problem
+from planner.model import kv_tokens
+from planner.plan import Plan, SolverFacts, StageRecord, clean_split, evaluate, figures
+from planner.units import human_bytes
+
+Progress = Callable[[int, StageRecord], None]
+
+
+def resident_bytes(problem: Problem) -> tuple[float, float]:
+    """Total weight bytes and KV bytes of all users (B)."""
+    g = problem.model.graph
+    weights = sum(d["weight_bytes"] for _, d in g.nodes(data=True))
+    kv = sum(
+        problem.users * d["kv_bytes_per_token"] * kv_tokens(d, problem.context) for _, d in g.nodes(data=True)
+    )
+    return weights, kv
+
+
+def group_capacity_bytes(problem: Problem) -> float:
+    """Bytes one group holds in the tiers the instance allows."""
+    hw = problem.hw
+    return sum(t.capacity_bytes for t in hw.tiers if t.name in problem.tiers) * hw.chips_per_group
+
+
+def stage_range(problem: Problem) -> range:
+    """S values worth trying: from the capacity bound ceil(bytes / group capacity) to min(max_groups, nodes)."""
+    if problem.spec.solver.stages is not None:
+        return range(problem.spec.solver.stages, problem.spec.solver.stages + 1)
+    weights, kv = resident_bytes(problem)
+    low = max(1, math.ceil((weights + kv) / group_capacity_bytes(problem) - 1e-9))
+    high = min(problem.max_groups, problem.model.graph.number_of_nodes())
+    return range(low, high + 1)
+
+
+def solve_problem(problem: Problem, progress: Progress | None = None) -> Plan:
+    """Best plan over all S; raises InfeasibleError with the binding limit when none is feasible.
+
+    A KeyboardInterrupt during the search returns the best plan found so far (status 'interrupted');
+    if none was found it propagates.
+    """
+    spec = problem.spec
+    method = spec.solver.method
+    records: dict[int, StageRecord] = {}
+    best: milp.StageSolution | None = None
+    build_s = solve_s = 0.0
+    interrupted = False
+    args = (problem.model.graph, problem.hw, problem.users, problem.context, problem.min_tokens_per_s)
+    try:
+        for stages in stage_range(problem):
+            started = time.perf_counter()
+            if method == "exhaustive":
+                sol = exhaustive.exhaustive_stages(*args, stages, allowed_tiers=problem.tiers)
+            else:
+                bound = milp.lower_bound(*args, stages, allowed_tiers=problem.tiers)
+                if bound is None:
+                    record = StageRecord(status="infeasible", solve_s=time.perf_counter() - started)
+                    records[stages] = record
+                    if progress:
+                        progress(stages, record)
+                    continue
+                if best is not None and bound >= best.objective * (1 - spec.solver.gap):
+                    record = StageRecord(
+                        status="pruned", best_bound=bound, solve_s=time.perf_counter() - started
+                    )
+                    records[stages] = record
+                    if progress:
+                        progress(stages, record)
+                    continue
+                sol = milp.solve_stages(
+                    *args,
+                    stages,
+                    time_limit=spec.solver.time_limit,
+                    rel_gap=spec.solver.gap,
+                    allowed_tiers=problem.tiers,
+                    cutoff=None if best is None else best.objective,
+                )
+            build_s += sol.build_s
+            solve_s += sol.solve_s
+            record = StageRecord(
+                status=sol.status,
+                joules_per_token=sol.objective,
+                best_bound=sol.best_bound,
+                solve_s=time.perf_counter() - started,
+            )
+            records[stages] = record
+            if progress:
+                progress(stages, record)
+            if (
+                sol.objective is not None
+                and sol.groups is not None
+                and (best is None or sol.objective < best.objective)
+            ):
+                best = sol
+    except KeyboardInterrupt:
+        if best is None:
+            raise
+        interrupted = True
+    if best is None:
+        raise explain_infeasible(problem, records)
+    # the proven bound over all S: each S's bound (pruned ones included); gap of the chosen plan
+    bounds = [
+        r.best_bound if r.best_bound is not None else r.joules_per_token
+        for r in records.values()
+        if r.status != "infeasible"
+    ]
+    overall_bound = min((b for b in bounds if b is not None), default=best.best_bound)
+    status = (
+        "interrupted"
+        if interrupted
+        else ("time_limit" if any(r.status == "time_limit" for r in records.values()) else "optimal")
+    )
+    gap = max(0.0, (best.objective - overall_bound) / best.objective) if overall_bound is not None else None
+    plan = Plan(
+        instance=spec,
+        stages=best.stages,
+        groups=[list(g) for g in best.groups],
+        weight_split=clean_split(best.weight_split),
+        kv_split=clean_split(best.kv_split),
+        solver=SolverFacts(
+            method=method,
+            status=status,
+            objective=best.objective,
+            best_bound=overall_bound,
+            gap=gap,
+            build_s=build_s,
+            solve_s=solve_s,
+            per_stage=records,
+            message=best.message,
+        ),
+    )
+    result = evaluate(problem, plan)
+    return plan.model_copy(update={"figures": figures(result.cost)})
+
+
+def explain_infeasible(problem: Problem, records: dict[int, StageRecord]) -> InfeasibleError:
+    """Name the limit that binds and by how much, in the user's units."""
+    hw, spec, w = problem.hw, problem.spec, problem.spec.workload
+    weights, kv = resident_bytes(problem)
+    groups = problem.max_groups
+    capacity = group_capacity_bytes(problem) * groups
+    tiers = "+".join(problem.tiers)
+    who = f"{w.users:,} users at {w.context:,} context"
+    if weights + kv > capacity:
+        return InfeasibleError(
+            f"weights ({human_bytes(weights)}) and the KV cache of {who} ({human_bytes(kv)}) need "
+            f"{human_bytes(weights + kv)}; {groups} groups of {hw.chips_per_group} chips hold {human_bytes(capacity)} "
+            f"of {tiers} (short by {human_bytes(weights + kv - capacity)}; allow more groups or fewer users)",
+            binding="capacity",
+        )
+    graph = problem.model.graph
+    per_group = group_capacity_bytes(problem)
+    for n, d in graph.nodes(data=True):
+        need = d["weight_bytes"] + problem.users * d["kv_bytes_per_token"] * kv_tokens(d, problem.context)
+        if need > per_group:
+            return InfeasibleError(
+                f"node {n} alone needs {human_bytes(need)} (weights and the KV of {who}) but a group of "
+                f"{hw.chips_per_group} chips holds {human_bytes(per_group)} of {tiers} (short by "
+                f"{human_bytes(need - per_group)}); use more chips per group or fewer users",
+                binding="capacity (one node)",
+            )
+    # speed floor: the fastest a user's token can go for any S tried, ignoring capacity
+    best_speed, best_s = 0.0, None
+    for stages in stage_range(problem):
+        b = problem.users / micro_batches(problem.users, stages)
+        total = 0.0
+        for n, d in graph.nodes(data=True):
+            c = node_cost(n, d, hw, b, problem.users, problem.context)
+            fastest_w = {min(problem.tiers, key=lambda t: c.weight_read_s[t]): 1.0}
+            fastest_k = {min(problem.tiers, key=lambda t: c.kv_read_s[t]): 1.0}
+            total += c.time_s(fastest_w, fastest_k)
+        token_s = total + (stages - 1) * hw.inter_link.latency_s
+        if 1 / token_s > best_speed:
+            best_speed, best_s = 1 / token_s, stages
+    if best_speed < problem.min_tokens_per_s:
+        return InfeasibleError(
+            f"the per-user speed floor of {problem.min_tokens_per_s:,.1f} tokens/s is out of reach: even with every "
+            f"tensor in its fastest tier, a token of {who} takes at least {1e3 / best_speed:,.2f} ms "
+            f"({best_speed:,.2f} tokens/s, at S={best_s}); short by {problem.min_tokens_per_s - best_speed:,.2f} tokens/s. "
+            f"Lower the floor, serve fewer users, or use faster memory",
+            binding="speed floor",
+        )
+    tried = ", ".join(f"S={s}: {r.status}" for s, r in records.items()) or "no S in range"
+    return InfeasibleError(
+        f"no placement of {problem.model.name} on up to {groups} groups meets capacity and the "
+        f"{problem.min_tokens_per_s:,.1f} tokens/s floor together for {who} ({tried}); "
+        f"capacity and speed are each reachable alone, so the contiguous split and per-group tiers bind: allow more "
+        f"groups, lower the floor or serve fewer users",
+        binding="capacity and speed together",
+    )
