@@ -12,7 +12,10 @@ from planner import sol as _sol
 from planner.catalog import Hardware, load_hardware
 from planner.errors import PlannerInputError
 from planner.fileio import write_text_atomic
+from planner.instance import InstanceSpec, Problem, load_instance, resolve
 from planner.model import Model, load_model
+from planner.plan import Evaluation, Plan, load_plan
+from planner.plan import evaluate as evaluate_plan
 
 
 def _as_model(model: str | Path | Model, weight_dtype: str, kv_dtype: str) -> Model:
@@ -64,6 +67,8 @@ def load_problem(instance: str | Path | InstanceSpec) -> Problem:
 
 def solve(instance: str | Path | InstanceSpec, progress=None) -> Plan:
     """Best placement of an instance over all stage counts (see planner.solve). Raises InfeasibleError."""
+    from planner.solve import solve_problem  # imports the solver stack (Pyomo) only when solving
+
     return solve_problem(load_problem(instance), progress)
 
 

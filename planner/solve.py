@@ -151,7 +151,7 @@ def solve_problem(problem: Problem, progress: Progress | None = None) -> Plan:
 
 def explain_infeasible(problem: Problem, records: dict[int, StageRecord]) -> InfeasibleError:
     """Name the limit that binds and by how much, in the user's units."""
-    hw, spec, w = problem.hw, problem.spec, problem.spec.workload
+    hw, w = problem.hw, problem.spec.workload
     weights, kv = resident_bytes(problem)
     groups = problem.max_groups
     capacity = group_capacity_bytes(problem) * groups
