@@ -59,10 +59,11 @@ def write_graph(model: Model, path: str | Path) -> Path:
     raise PlannerInputError(str(path), ["--out must end in .graphml or .json"])
 
 
-def load_problem(instance: str | Path | InstanceSpec) -> Problem:
-    """An instance file path or spec, with its model and hardware loaded."""
-    spec = instance if isinstance(instance, InstanceSpec) else load_instance(instance)
-    return resolve(spec, source=str(instance) if not isinstance(instance, InstanceSpec) else "instance")
+def load_problem(instance: str | Path | InstanceSpec, source: str | None = None) -> Problem:
+    """An instance file path or spec, with its model and hardware loaded; `source` names it in errors."""
+    if isinstance(instance, InstanceSpec):
+        return resolve(instance, source=source or "instance")
+    return resolve(load_instance(instance), source=source or str(instance))
 
 
 def solve(instance: str | Path | InstanceSpec, progress=None) -> Plan:

@@ -19,7 +19,10 @@ from rich.table import Table
 from planner.errors import InfeasibleError, PlannerInputError
 
 app = typer.Typer(
-    no_args_is_help=True, add_completion=False, help="Optimization-based hardware planner for LLM inference."
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    add_completion=False,
+    help="Optimization-based hardware planner for LLM inference.",
 )
 model_app = typer.Typer(no_args_is_help=True, help="Model descriptions and graphs.")
 app.add_typer(model_app, name="model")
@@ -57,6 +60,18 @@ def handle_errors(func):
         except KeyboardInterrupt:
             err_console.print("interrupted")
             raise typer.Exit(130) from None
+        except typer.Exit:
+            raise
+        except Exception as exc:  # a bug, not the user's input: say so plainly, exit 3
+            if STATE["debug"]:
+                raise
+            err_console.print(
+                f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+                "This is a bug in the planner, not in your input; rerun with --debug for the traceback.",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(3) from None
 
     return wrapper
 
@@ -250,10 +265,9 @@ def _instance_from(instance: Path | None, flags: dict):
             raise PlannerInputError(
                 "command-line flags", [f"give an INSTANCE.yaml or all of {', '.join(missing)}"]
             )
-        flags.setdefault("max_groups", None)
-        if flags["max_groups"] is None:
+        if flags.get("max_groups") is None:
             flags["max_groups"] = 128
-        return spec_from_flags(**flags)
+        return spec_from_flags(**flags), "command-line flags"
     spec = load_instance(instance)
     data = spec.model_dump()
     for k, v in flags.items():
@@ -265,13 +279,8 @@ def _instance_from(instance: Path | None, flags: dict):
             data["solver"][k] = v
         else:
             data[k] = v
-    return spec_from_flags(
-        **{
-            **{k: v for k, v in data.items() if k not in ("workload", "solver")},
-            **data["workload"],
-            **data["solver"],
-        }
-    )
+    merged = {k: v for k, v in data.items() if k not in ("workload", "solver")}
+    return spec_from_flags(**merged, **data["workload"], **data["solver"]), str(instance)
 
 
 @app.command("solve")
@@ -307,9 +316,8 @@ def solve_command(
     """Place a model on chip groups and memory tiers, minimizing joules per token (Pyomo MILP, HiGHS)."""
     from planner.api import load_problem
     from planner.plan import evaluate, summary, write_csv_tables
-    from planner.solve import solve_problem
 
-    spec = _instance_from(
+    spec, source = _instance_from(
         instance,
         dict(
             model=model,
@@ -328,8 +336,10 @@ def solve_command(
     )
     if out is not None and out.suffix not in (".yaml", ".yml", ".json"):
         raise PlannerInputError(str(out), ["--out must end in .yaml, .yml or .json"])
-    problem = load_problem(spec)
+    problem = load_problem(spec, source)
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from planner.solve import solve_problem  # the solver stack loads only once the input is valid
 
     with Progress(
         SpinnerColumn(),
