@@ -171,7 +171,10 @@ def model_graph(
 @app.command("sol")
 @handle_errors
 def sol_command(
-    model: Annotated[str, typer.Option("--model", help="graphs/ name or path to an HF config.json")],
+    model: Annotated[
+        str,
+        typer.Option("--model", help="graphs/ name or HF config.json path; several: a,b (one panel each)"),
+    ],
     hardware: Annotated[str, typer.Option("--hardware", help="instances/hardware/ name or path")],
     users: Annotated[str, typer.Option("--users", help="user counts, e.g. 1,8,64,512")],
     context: Annotated[
@@ -199,17 +202,23 @@ def sol_command(
     from planner.api import sol
 
     user_list = parse_int_list(users, "--users")
-    frame = sol(
-        model,
-        hardware,
-        user_list,
-        context,
-        chips=chips,
-        kv_memory=kv_memory,
-        achievable=achievable,
-        weight_dtype=weight_dtype,
-        kv_dtype=kv_dtype,
-    )
+    frames = [
+        sol(
+            name,
+            hardware,
+            user_list,
+            context,
+            chips=chips,
+            kv_memory=kv_memory,
+            achievable=achievable,
+            weight_dtype=weight_dtype,
+            kv_dtype=kv_dtype,
+        )
+        for name in [m for m in model.split(",") if m.strip()]
+    ]
+    import pandas as pd
+
+    frame = pd.concat(frames, ignore_index=True)
     if csv:
         from planner.fileio import write_text_atomic
 
@@ -217,31 +226,33 @@ def sol_command(
     if plot:
         from planner.plots import plot_sol
 
-        plot_sol([frame], plot)
+        plot_sol(frames, plot)
     if json_out:
         print_json(frame.to_dict(orient="records"))
     else:
-        first = frame.iloc[0]
-        print_table(
-            f"{'speed of light' if not achievable else 'achievable'}: {first['model']} on {first['chips']} x {first['hardware']}, context {context:,}",
-            [
-                ("users", "users"),
-                ("stages", "stages"),
-                ("weight_ms", "weights ms"),
-                ("kv_ms", "KV ms"),
-                ("compute_ms", "compute ms"),
-                ("link_ms", "links ms"),
-                ("wait_ms", "wait ms"),
-                ("time_ms", "token ms"),
-                ("tokens_per_s_per_user", "tok/s/user"),
-                ("tokens_per_s", "tok/s"),
-                ("joules_per_token", "J/token"),
-                ("weight_energy_pct", "weights %E"),
-                ("kv_energy_pct", "KV %E"),
-                ("idle_energy_pct", "idle %E"),
-            ],
-            frame.to_dict(orient="records"),
-        )
+        for part in frames:
+            first = part.iloc[0]
+            print_table(
+                f"{'speed of light' if not achievable else 'achievable'}: {first['model']} on {first['chips']} x "
+                f"{first['hardware']}, context {context:,}",
+                [
+                    ("users", "users"),
+                    ("stages", "stages"),
+                    ("weight_ms", "weights ms"),
+                    ("kv_ms", "KV ms"),
+                    ("compute_ms", "compute ms"),
+                    ("link_ms", "links ms"),
+                    ("wait_ms", "wait ms"),
+                    ("time_ms", "token ms"),
+                    ("tokens_per_s_per_user", "tok/s/user"),
+                    ("tokens_per_s", "tok/s"),
+                    ("joules_per_token", "J/token"),
+                    ("weight_energy_pct", "weights %E"),
+                    ("kv_energy_pct", "KV %E"),
+                    ("idle_energy_pct", "idle %E"),
+                ],
+                part.to_dict(orient="records"),
+            )
     for w in sorted({w for w in frame["warning"] if w}):
         err_console.print(f"[yellow]warning:[/] {w}")
     if plot:

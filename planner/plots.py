@@ -23,6 +23,14 @@ SOL_PARTS = [
     ("wait_ms", "pipeline wait", "#BBBBBB"),
 ]
 
+ENERGY_PARTS = [
+    ("weight_j", "weights", "#4C72B0"),
+    ("kv_j", "KV cache", "#DD8452"),
+    ("compute_j", "compute", "#55A868"),
+    ("link_j", "links", "#8172B3"),
+    ("idle_j", "static (idle)", "#BBBBBB"),
+]
+
 
 def save_figure(fig, path: str | Path) -> Path:
     buffer = io.BytesIO()
@@ -32,10 +40,12 @@ def save_figure(fig, path: str | Path) -> Path:
 
 
 def plot_sol(frames: Sequence[pd.DataFrame], path: str | Path) -> Path:
-    """One panel per frame (model x hardware): stacked time per token by category over the user counts,
-    with J/token written above each bar."""
-    fig, axes = plt.subplots(1, len(frames), figsize=(6 * len(frames), 4.5), squeeze=False)
-    for ax, frame in zip(axes[0], frames):
+    """One column per frame (model x hardware). Top: stacked time per token by category over the user
+    counts, J/token above each bar. Bottom: where the joules go, as shares of J/token."""
+    fig, axes = plt.subplots(
+        2, len(frames), figsize=(6 * len(frames), 8), squeeze=False, gridspec_kw={"height_ratios": [3, 2]}
+    )
+    for ax, ax_e, frame in zip(axes[0], axes[1], frames):
         labels = [f"{u:,}" for u in frame["users"]]
         bottom = [0.0] * len(frame)
         for col, name, color in SOL_PARTS:
@@ -49,10 +59,17 @@ def plot_sol(frames: Sequence[pd.DataFrame], path: str | Path) -> Path:
             f"{first['model']} on {first['chips']} x {first['hardware']} ({first['mode']}), ctx {first['context']:,}",
             fontsize=9,
         )
-        ax.set_xlabel("concurrent users")
         ax.set_ylabel("time per output token per user (ms)")
         ax.set_ylim(0, max(bottom) * 1.15)
+        bottom = [0.0] * len(frame)
+        for col, name, color in ENERGY_PARTS:
+            values = list(100 * frame[col] / frame["joules_per_token"])
+            ax_e.bar(labels, values, bottom=bottom, label=name, color=color)
+            bottom = [b + v for b, v in zip(bottom, values)]
+        ax_e.set_ylabel("share of J/token (%)")
+        ax_e.set_xlabel("concurrent users")
     axes[0][0].legend(fontsize=8, loc="upper left")
+    axes[1][0].legend(fontsize=8, loc="lower left")
     return save_figure(fig, path)
 
 
