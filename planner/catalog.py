@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from planner.errors import PlannerInputError, problems_from_validation
-from planner.fileio import project_root, read_mapping
+from planner.fileio import is_file, project_root, read_mapping
 from planner.units import (
     Bytes,
     BytesPerSecond,
@@ -211,10 +211,10 @@ class Hardware:
 
 def _named_file(directory: Path, name_or_path: str | Path, what: str) -> Path:
     shipped = directory / f"{name_or_path}.yaml"
-    if shipped.is_file():
+    if is_file(shipped):
         return shipped
     path = Path(name_or_path)
-    if path.is_file():
+    if is_file(path):
         return path
     names = ", ".join(sorted(p.stem for p in directory.glob("*.yaml")))
     raise PlannerInputError(
@@ -265,12 +265,13 @@ def load_hardware(name_or_path: str | Path, kv_memory: str | None = None) -> Har
                 [f"kv_memory_tier: not set, so --kv-memory {kv_memory} cannot be applied to this hardware"],
             )
         new_tech = load_memory_tech(kv_memory)
+        # the tier names the technology as given (a shipped name or a path), not by its `name` field
         if new_tech.kind == "on-chip":
             del tier_specs[spec.kv_memory_tier]
             if not tier_specs:
-                tier_specs = [TierSpec(tech=new_tech.name)]
+                tier_specs = [TierSpec(tech=str(kv_memory))]
         else:
-            tier_specs[spec.kv_memory_tier] = TierSpec(tech=new_tech.name)
+            tier_specs[spec.kv_memory_tier] = TierSpec(tech=str(kv_memory))
     problems, tiers = [], []
     for i, t in enumerate(tier_specs):
         try:

@@ -6,6 +6,17 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+MAX_PROBLEMS_SHOWN = 20
+MAX_PROBLEM_CHARS = 300
+
+
+def printable(text: str, limit: int = MAX_PROBLEM_CHARS) -> str:
+    """One line of `text` safe to print: control characters, lone surrogates and the like escaped
+    (a newline in a YAML key or a stray byte stays visible but cannot break the terminal), cut at `limit`."""
+    safe = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+    safe = safe.encode("utf-8", "backslashreplace").decode("utf-8")
+    return safe if len(safe) <= limit else safe[: limit - 3] + "..."
+
 
 class PlannerInputError(Exception):
     """Bad input: a file or a flag that cannot be used. Carries every problem found, each naming the field."""
@@ -18,8 +29,11 @@ class PlannerInputError(Exception):
         super().__init__(self.message())
 
     def message(self) -> str:
-        lines = [f"{self.source}: {len(self.problems)} problem(s):"]
-        lines += [f"  - {p}" for p in self.problems]
+        """One short paragraph: the source, then one line per problem (the first MAX_PROBLEMS_SHOWN)."""
+        lines = [f"{printable(self.source)}: {len(self.problems)} problem(s):"]
+        lines += [f"  - {printable(p)}" for p in self.problems[:MAX_PROBLEMS_SHOWN]]
+        if len(self.problems) > MAX_PROBLEMS_SHOWN:
+            lines.append(f"  ... and {len(self.problems) - MAX_PROBLEMS_SHOWN} more")
         return "\n".join(lines)
 
 

@@ -16,27 +16,42 @@ from planner.errors import PlannerInputError
 def read_mapping(path: str | Path) -> dict[str, Any]:
     """Load a YAML or JSON file that must hold a mapping; every failure becomes a PlannerInputError."""
     path = Path(path)
-    if not path.is_file():
+    if not is_file(path):
         raise PlannerInputError(path, ["file not found (or not a regular file); check the path"])
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8-sig")  # a byte-order mark is fine
     except UnicodeDecodeError as exc:
         raise PlannerInputError(
             path, [f"not UTF-8 text (byte {exc.start}); save the file as UTF-8"]
         ) from None
     except OSError as exc:
         raise PlannerInputError(path, [f"cannot read: {exc.strerror}"]) from None
+    kind = "JSON" if path.suffix == ".json" else "YAML"
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        where = str(exc).replace("\n", " ")
-        kind = "JSON" if path.suffix == ".json" else "YAML"
+    except yaml.YAMLError as exc:
+        where = " ".join(str(exc).split())
         raise PlannerInputError(path, [f"not valid {kind}: {where}"]) from None
+    except ValueError as exc:
+        # json's syntax errors, and values the parsers reject while building them: an integer of more
+        # than 4300 digits, a YAML timestamp such as 2020-13-45
+        where = " ".join(str(exc).split())
+        raise PlannerInputError(path, [f"not valid {kind}: {where}"]) from None
+    except RecursionError:
+        raise PlannerInputError(path, [f"not valid {kind}: nested too deeply"]) from None
     if not isinstance(data, dict):
         raise PlannerInputError(
             path, [f"expected a mapping of fields at the top level, got {type(data).__name__}"]
         )
     return data
+
+
+def is_file(path: str | Path) -> bool:
+    """Path.is_file that answers False, rather than raising, for a name the OS rejects (too long, say)."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

@@ -15,7 +15,7 @@ import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from planner.errors import PlannerInputError, problems_from_validation
-from planner.fileio import project_root, read_mapping
+from planner.fileio import is_file, project_root, read_mapping
 from planner.units import dtype_bytes
 
 GRAPHS_DIR = project_root() / "graphs"
@@ -29,7 +29,7 @@ class HFConfig(BaseModel):
 
     model_type: str = ""
     hidden_size: int = Field(gt=0, le=MAX_COUNT)
-    num_hidden_layers: int = Field(gt=0, le=100_000)
+    num_hidden_layers: int = Field(gt=0, le=10_000)  # the largest published models have ~100-200
     num_attention_heads: int = Field(gt=0, le=MAX_COUNT)
     num_key_value_heads: int | None = Field(default=None, gt=0, le=MAX_COUNT)
     head_dim: int | None = Field(default=None, gt=0, le=MAX_COUNT)
@@ -56,7 +56,7 @@ class HFConfig(BaseModel):
     qk_rope_head_dim: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     v_head_dim: int | None = Field(default=None, gt=0, le=MAX_COUNT)
     # sliding-window attention
-    sliding_window: int | None = Field(default=None, gt=0)
+    sliding_window: int | None = Field(default=None, gt=0, le=2**40)
     use_sliding_window: bool | None = None
     max_window_layers: int | None = Field(default=None, ge=0)
     layer_types: list[str] | None = None
@@ -80,8 +80,17 @@ class HFConfig(BaseModel):
                 )
             if not (self.moe_intermediate_size or self.intermediate_size):
                 problems.append("moe_intermediate_size (or intermediate_size) is needed for experts")
-        if not self.is_mla and self.intermediate_size is None and not experts:
-            problems.append("intermediate_size is required for a dense model")
+        if self.intermediate_size is None:
+            dense = [i for i in range(self.num_hidden_layers) if not self.is_moe_layer(i)]
+            if dense:
+                problems.append(
+                    f"intermediate_size is required: {len(dense)} layer(s) have a dense FFN (first: layer {dense[0]})"
+                )
+        if self.head_dim is None and self.hidden_size < self.num_attention_heads:
+            problems.append(
+                f"hidden_size ({self.hidden_size}) is smaller than num_attention_heads "
+                f"({self.num_attention_heads}); give head_dim"
+            )
         if self.kv_lora_rank is not None and None in (
             self.qk_rope_head_dim,
             self.qk_nope_head_dim,
@@ -374,12 +383,12 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     """graphs/NAME.json for a shipped name, else the path itself."""
     text = str(name_or_path)
     shipped = GRAPHS_DIR / f"{text}.json"
-    if shipped.is_file():
+    if is_file(shipped):
         return shipped
     path = Path(text)
-    if path.is_dir() and (path / "config.json").is_file():
+    if is_file(path / "config.json"):
         return path / "config.json"
-    if path.is_file():
+    if is_file(path):
         return path
     names = ", ".join(sorted(p.stem for p in GRAPHS_DIR.glob("*.json")))
     raise PlannerInputError(text, [f"no such model: expected one of {names}, or a path to an HF config.json"])

@@ -81,9 +81,20 @@ def greedy_tier_split(
 
 def chips_to_fit(model: Model, hw: Hardware, users: int, context: int) -> int:
     """Fewest chips (a multiple of the group size) whose tiers hold the weights and KV of `users` users."""
-    need = sum(node_bytes(model.graph, n, users, context) for n in model.graph.nodes)
-    per_chip = sum(t.capacity_bytes for t in hw.tiers)
-    groups = math.ceil(need / (per_chip * hw.chips_per_group) * 1.0000001)
+    sizes = [node_bytes(model.graph, n, users, context) for n in model.graph.nodes]
+    per_group = sum(t.capacity_bytes for t in hw.tiers) * hw.chips_per_group
+    if max(sizes) > per_group:
+        # one node alone overflows a group, so no number of stages fits: skip the search (it would
+        # cost a pipeline evaluation per node count) and return one group per node
+        return model.graph.number_of_nodes() * hw.chips_per_group
+    # fewest contiguous groups that could hold the chain (next-fit is optimal for contiguous slices):
+    # a lower bound for the balanced split, so the search below starts there
+    groups, filled = 1, 0.0
+    for size in sizes:
+        if filled and filled + size > per_group:
+            groups, filled = groups + 1, 0.0
+        filled += size
+    groups = max(groups, math.ceil(sum(sizes) / per_group * 1.0000001))
     # contiguous slices waste some capacity; add groups until the balanced split fits
     for extra in range(0, model.graph.number_of_nodes()):
         stages = min(max(1, groups + extra), model.graph.number_of_nodes())

@@ -7,15 +7,18 @@ Plain numbers are taken to be in the field's base unit (bytes, bytes/s, pJ/bit, 
 from __future__ import annotations
 
 import math
+import re
 from functools import lru_cache
 from typing import Annotated
 
 import pint
 from pydantic import BeforeValidator
 
-# One registry for the whole program; FLOP is added as its own dimension.
+# One registry for the whole program; FLOP is added as its own dimension, and FLOPS is FLOP per
+# second as on datasheets ("989 TFLOPS"), not a plural of FLOP.
 _REGISTRY = pint.UnitRegistry()
-_REGISTRY.define("FLOP = [flop] = flop = FLOPS")
+_REGISTRY.define("FLOP = [flop] = flop")
+_REGISTRY.define("FLOPS = FLOP / second")
 
 # base unit and an example for each kind of quantity the planner reads
 QUANTITY_KINDS: dict[str, tuple[str, str]] = {
@@ -38,6 +41,25 @@ ABSURD_LIMITS: dict[str, float] = {
     "watts": 1e6,
     "seconds": 1e3,
 }
+# ... and nonzero values smaller than these (a bandwidth of 1e-300 B/s makes every time infinite)
+ABSURD_SMALL: dict[str, float] = {"bytes": 1.0, "bytes_per_s": 1.0, "flops_per_s": 1.0}
+
+
+# The quantity grammar: an optional number, then unit names joined by spaces, "*" or "/", each with an
+# optional small integer power. Checked before pint sees the text, since pint evaluates arithmetic
+# ("9**9**9" would run for hours) and accepts number/number.
+_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+_TERM = r"(?:[^\W\d]\w*|%)(?:\s*(?:\*\*|\^)\s*[+-]?\d{1,2})?"
+_QUANTITY_RE = re.compile(rf"\s*(?:{_NUMBER})?\s*(?:{_TERM}(?:\s*[*/]\s*{_TERM}|\s+{_TERM})*)?\s*")
+MAX_QUANTITY_CHARS = 100
+
+# exponent of information (bit, byte) in each kind's base unit: pint takes bits as dimensionless, so
+# "3.9 pJ" would otherwise pass for pJ/bit and "1 byte/bit" for watts
+_INFORMATION_EXPONENT = {"bytes": 1, "bytes_per_s": 1, "pj_per_bit": -1}
+
+
+def _shown(text: str) -> str:
+    return repr(text) if len(text) <= 40 else repr(text[:40]) + "..."
 
 
 @lru_cache(maxsize=4096)
@@ -47,26 +69,33 @@ def parse_quantity(text: str, kind: str) -> float:
     Raises ValueError with a message that names the expected unit and an example.
     """
     base, example = QUANTITY_KINDS[kind]
+    expected = f"a quantity in {base} (e.g. {example!r})"
+    if not text.strip() or len(text) > MAX_QUANTITY_CHARS or not _QUANTITY_RE.fullmatch(text):
+        raise ValueError(f"cannot read {_shown(text)} as {expected}: expected a number and a unit")
     try:
         quantity = _REGISTRY.Quantity(text)
     except Exception as exc:  # pint raises several error types for garbage
-        raise ValueError(f"cannot read {text!r} as a quantity in {base} (e.g. {example!r}): {exc}") from None
-    if isinstance(quantity, (int, float)):
-        return float(quantity)
-    if quantity.unitless:  # a bare number in a string: the base unit
-        return float(quantity.magnitude)
-    # pint treats bits and bytes as dimensionless, so "3.9 pJ" would pass for pJ/bit: check by name
-    names = " ".join(str(u) for u in quantity.unit_items())
-    if ("bit" in base or "B" in base) != ("bit" in names or "byte" in names):
-        raise ValueError(f"{text!r} is not in units of {base} (e.g. {example!r})")
+        raise ValueError(f"cannot read {_shown(text)} as {expected}: {str(exc)[:80]}") from None
+    if not isinstance(quantity, pint.Quantity):
+        quantity = _REGISTRY.Quantity(quantity)
     try:
-        return float(quantity.to(base).magnitude)
-    except pint.DimensionalityError:
-        raise ValueError(f"{text!r} is not in units of {base} (e.g. {example!r})") from None
+        magnitude = float(quantity.magnitude)  # a complex number: TypeError; an int past 1e308: OverflowError
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{_shown(text)} is not a real number; give {expected}") from None
+    if not list(quantity.unit_items()):  # a bare number in a string: the base unit
+        return magnitude
+    root = _REGISTRY.Quantity(1.0, quantity.units).to_root_units()
+    information = dict(root.unit_items()).get("bit", 0)
+    if information != _INFORMATION_EXPONENT.get(kind, 0):
+        raise ValueError(f"{_shown(text)} is not in units of {base} (e.g. {example!r})")
+    try:
+        return float((magnitude * quantity.units).to(base).magnitude)
+    except (pint.DimensionalityError, OverflowError):
+        raise ValueError(f"{_shown(text)} is not in units of {base} (e.g. {example!r})") from None
 
 
 def check_magnitude(value: float, kind: str) -> float:
-    """Reject NaN, infinite, negative and absurdly large values of `kind`; return the value."""
+    """Reject NaN, infinite, negative and absurdly large (or tiny nonzero) values of `kind`; return it."""
     base, example = QUANTITY_KINDS[kind]
     if math.isnan(value) or math.isinf(value):
         raise ValueError(f"{value} is not a finite number; give a value in {base} like {example!r}")
@@ -75,6 +104,10 @@ def check_magnitude(value: float, kind: str) -> float:
     if value > ABSURD_LIMITS[kind]:
         raise ValueError(
             f"{value:g} {base} is implausibly large (limit {ABSURD_LIMITS[kind]:g} {base}); check the unit"
+        )
+    if 0 < value < ABSURD_SMALL.get(kind, 0.0):
+        raise ValueError(
+            f"{value:g} {base} is implausibly small (below {ABSURD_SMALL[kind]:g} {base}); check the unit"
         )
     return value
 
