@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from planner.errors import InfeasibleError, PlannerInputError
@@ -48,13 +49,15 @@ def handle_errors(func):
         except PlannerInputError as exc:
             if STATE["debug"]:
                 raise
-            err_console.print(f"[bold red]error:[/] {exc.message()}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(exc.message())}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except InfeasibleError as exc:
             if STATE["debug"]:
                 raise
             err_console.print(
-                f"[bold red]infeasible[/] ({exc.binding}): {exc.explanation}", highlight=False, soft_wrap=True
+                f"[bold red]infeasible[/] ({escape(exc.binding)}): {escape(exc.explanation)}",
+                highlight=False,
+                soft_wrap=True,
             )
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
@@ -66,7 +69,7 @@ def handle_errors(func):
             if STATE["debug"]:
                 raise
             err_console.print(
-                f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+                f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
                 "This is a bug in the planner, not in your input; rerun with --debug for the traceback.",
                 highlight=False,
                 soft_wrap=True,
@@ -86,6 +89,8 @@ def parse_int_list(text: str, flag: str) -> list[int]:
         ) from None
     if not values or any(v <= 0 for v in values):
         raise PlannerInputError(flag, [f"{text!r}: expected positive whole numbers, e.g. 1,8,64"])
+    if any(v > 10**9 for v in values):  # past a float's integer range the cost model overflows
+        raise PlannerInputError(flag, [f"{text!r}: expected numbers of at most 1,000,000,000"])
     return values
 
 
@@ -129,7 +134,7 @@ def model_info(
     if json_out:
         print_json(info)
         return
-    table = Table(title=f"{info['model']} ({weight_dtype} weights, {kv_dtype} KV)", show_header=False)
+    table = Table(title=escape(f"{info['model']} ({weight_dtype} weights, {kv_dtype} KV)"), show_header=False)
     rows = [
         ("total parameters", f"{info['total_params'] / 1e9:,.3f} B"),
         ("active parameters per token", f"{info['active_params'] / 1e9:,.3f} B"),
@@ -162,7 +167,9 @@ def model_graph(
 
     m = load_model(model, weight_dtype, kv_dtype)
     write_graph(m, out)
-    console.print(f"wrote {out} ({m.graph.number_of_nodes()} nodes, {m.graph.number_of_edges()} edges)")
+    console.print(
+        escape(f"wrote {out} ({m.graph.number_of_nodes()} nodes, {m.graph.number_of_edges()} edges)")
+    )
 
 
 # ---------------------------------------------------------------------------------------------- sol
@@ -233,8 +240,10 @@ def sol_command(
         for part in frames:
             first = part.iloc[0]
             print_table(
-                f"{'speed of light' if not achievable else 'achievable'}: {first['model']} on {first['chips']} x "
-                f"{first['hardware']}, context {context:,}",
+                escape(
+                    f"{'speed of light' if not achievable else 'achievable'}: {first['model']} on "
+                    f"{first['chips']} x {first['hardware']}, context {context:,}"
+                ),
                 [
                     ("users", "users"),
                     ("stages", "stages"),
@@ -254,9 +263,9 @@ def sol_command(
                 part.to_dict(orient="records"),
             )
     for w in sorted({w for w in frame["warning"] if w}):
-        err_console.print(f"[yellow]warning:[/] {w}")
+        err_console.print(f"[yellow]warning:[/] {escape(w)}")
     if plot:
-        console.print(f"wrote {plot}")
+        console.print(escape(f"wrote {plot}"))
 
 
 # ---------------------------------------------------------------------------------------------- solve
