@@ -277,7 +277,7 @@ def load_hardware(name_or_path: str | Path, kv_memory: str | None = None) -> Har
         try:
             tiers.append(_tier(t, load_memory_tech(t.tech), spec.chip))
         except PlannerInputError as exc:
-            problems += [f"memory.{i}.tech: {p}" for p in exc.problems]
+            problems += [f"memory.{i}.tech: {exc.source}: {p}" for p in exc.problems]
     if len({t.name for t in tiers}) != len(tiers):
         problems.append("memory: a technology is listed twice; merge the entries")
     if problems:

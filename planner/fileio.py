@@ -39,6 +39,8 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
         raise PlannerInputError(path, [f"not valid {kind}: {where}"]) from None
     except RecursionError:
         raise PlannerInputError(path, [f"not valid {kind}: nested too deeply"]) from None
+    if data is None:
+        raise PlannerInputError(path, ["the file is empty (or only comments); expected a mapping of fields"])
     if not isinstance(data, dict):
         raise PlannerInputError(
             path, [f"expected a mapping of fields at the top level, got {type(data).__name__}"]

@@ -1,0 +1,343 @@
+"""Model descriptions and graphs: parameter counts against published figures, KV bytes and node
+attributes computed by hand, MoE layer selection, sliding windows, and the `model` commands.
+
+Published figures are those listed, with their sources, in graphs/SOURCES.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import networkx as nx
+import pytest
+
+from planner.errors import PlannerInputError
+from planner.model import GRAPHS_DIR, HFConfig, load_model
+
+SHIPPED = [
+    "llama-3.1-8b",
+    "llama-3.1-70b",
+    "llama-3.1-405b",
+    "mixtral-8x7b",
+    "deepseek-v3",
+    "qwen3-235b-a22b",
+]
+
+
+def _config(name: str) -> dict:
+    return json.loads((GRAPHS_DIR / f"{name}.json").read_text())
+
+
+def _write(tmp_path: Path, data: dict, name: str = "config.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+# ------------------------------------------------------------------------------------ published counts
+
+
+@pytest.mark.parametrize(
+    ("name", "total", "active", "active_rel"),
+    [
+        # graphs/SOURCES.md: HF model cards / safetensors totals
+        ("llama-3.1-8b", 8.03e9, 8.03e9, 0.005),
+        ("llama-3.1-70b", 70.55e9, 70.55e9, 0.005),
+        ("llama-3.1-405b", 405.85e9, 405.85e9, 0.005),
+        # Mistral AI, "Mixtral of experts" (Dec 2023): 46.7 B total, 12.9 B active
+        ("mixtral-8x7b", 46.7e9, 12.9e9, 0.005),
+        # DeepSeek-V3 technical report (arXiv 2412.19437) section 1: 671 B total, 37 B active, without the
+        # 14 B MTP module; "37 B" is rounded to two digits, so the active count is checked within 2 %
+        ("deepseek-v3", 671e9, 37e9, 0.02),
+        # Qwen3 technical report (arXiv 2505.09388) Table 2: 235 B total, 22 B active; "22 B" is rounded
+        # to two digits (the "A22B" of the name), so checked within 2 %
+        ("qwen3-235b-a22b", 235e9, 22e9, 0.02),
+    ],
+)
+def test_parameter_counts_match_published(name: str, total: float, active: float, active_rel: float):
+    model = load_model(name)
+    assert model.total_params == pytest.approx(total, rel=0.005)
+    assert model.active_params == pytest.approx(active, rel=active_rel)
+
+
+def test_llama_8b_count_exactly():
+    """Llama-3.1-8B by hand (h=4096, 32 layers, 32 heads, 8 KV heads of 128, FFN 14336, vocab 128256):
+    embed 128256*4096 = 525,336,576; per layer attn q,o 2*4096*4096 + k,v 2*4096*1024 + norm 4096
+    = 41,947,136 and FFN 3*4096*14336 + norm 4096 = 176,164,864; lm_head 525,336,576 + final norm 4096.
+    Total 525,336,576 + 32*218,112,000 + 525,340,672 = 8,030,261,248 (the safetensors total)."""
+    assert load_model("llama-3.1-8b").total_params == 8_030_261_248
+
+
+# ------------------------------------------------------------------------------------ KV bytes per token
+
+
+def test_kv_bytes_deepseek_mla():
+    """MLA caches the compressed latent (kv_lora_rank 512) and the shared rope key (64) per layer:
+    61 layers * (512 + 64) values * 2 B (bf16) = 70,272 B per token."""
+    assert load_model("deepseek-v3").kv_bytes_per_token == 61 * (512 + 64) * 2 == 70_272
+
+
+def test_kv_bytes_llama_70b_and_fp8_halves():
+    """GQA: 80 layers * (K and V) 2 * 8 KV heads * 128 * 2 B = 327,680 B; fp8 KV: 1 B per value."""
+    assert load_model("llama-3.1-70b").kv_bytes_per_token == 80 * 2 * 8 * 128 * 2 == 327_680
+    assert load_model("llama-3.1-70b", kv_dtype="fp8").kv_bytes_per_token == 327_680 / 2
+    # the weight dtype does not touch the KV, and halves the weight bytes
+    fp8_weights = load_model("llama-3.1-70b", weight_dtype="fp8")
+    assert fp8_weights.kv_bytes_per_token == 327_680
+    assert fp8_weights.weight_bytes == pytest.approx(load_model("llama-3.1-70b").weight_bytes / 2)
+
+
+def _small_llama(**extra) -> dict:
+    """A 4-layer Llama-shaped config: KV per layer per token = 2 * 8 heads * 128 * 2 B = 4,096 B."""
+    return {
+        "model_type": "llama",
+        "hidden_size": 1024,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 8,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "intermediate_size": 4096,
+        "vocab_size": 1000,
+        **extra,
+    }
+
+
+def test_sliding_window_layer_types(tmp_path: Path):
+    """layer_types [sliding, full, sliding, full] with a 1,024-token window at context 4,096:
+    2 full layers * 4,096 tokens * 4,096 B + 2 sliding layers * 1,024 tokens * 4,096 B = 41,943,040 B;
+    at context 512 (< window) every layer holds 512 tokens: 4 * 512 * 4,096 = 8,388,608 B."""
+    types = ["sliding_attention", "full_attention", "sliding_attention", "full_attention"]
+    model = load_model(_write(tmp_path, _small_llama(layer_types=types, sliding_window=1024)))
+    assert model.kv_bytes_per_token == 4 * 4096  # per context token, windows not applied
+    assert model.kv_bytes_per_user(4096) == 2 * 4096 * 4096 + 2 * 1024 * 4096 == 41_943_040
+    assert model.kv_bytes_per_user(512) == 4 * 512 * 4096
+    windows = [model.graph.nodes[f"L{i}.attn"]["kv_window_tokens"] for i in range(4)]
+    assert windows == [1024, 0, 1024, 0]
+
+
+def test_sliding_window_every_layer_and_max_window_layers(tmp_path: Path):
+    """Mistral-style `sliding_window` alone windows every layer: 4 * 1,024 * 4,096 B at context 4,096.
+    Qwen-style use_sliding_window with max_window_layers=2 windows layers 2 and 3 only:
+    2 * 4,096 * 4,096 + 2 * 1,024 * 4,096 B."""
+    everywhere = load_model(_write(tmp_path, _small_llama(sliding_window=1024), "a.json"))
+    assert everywhere.kv_bytes_per_user(4096) == 4 * 1024 * 4096
+    upper = load_model(
+        _write(
+            tmp_path,
+            _small_llama(sliding_window=1024, use_sliding_window=True, max_window_layers=2),
+            "b.json",
+        )
+    )
+    assert upper.kv_bytes_per_user(4096) == 2 * 4096 * 4096 + 2 * 1024 * 4096
+    off = load_model(_write(tmp_path, _small_llama(sliding_window=1024, use_sliding_window=False), "c.json"))
+    assert off.kv_bytes_per_user(4096) == 4 * 4096 * 4096
+
+
+# ------------------------------------------------------------------------------------ MoE layer selection
+
+
+def _moe_layers(model) -> list[int]:
+    return [d["layer"] for _, d in model.graph.nodes(data=True) if d["kind"] == "moe"]
+
+
+def test_deepseek_first_k_dense_replace():
+    """first_k_dense_replace = 3: layers 0-2 dense, 3-60 MoE: 61 - 3 = 58 MoE layers."""
+    model = load_model("deepseek-v3")
+    assert _moe_layers(model) == list(range(3, 61))
+    assert model.info()["moe_layers"] == 58
+    assert [f"L{i}.ffn" in model.graph for i in range(4)] == [True, True, True, False]
+
+
+def test_qwen_mlp_only_layers_and_decoder_sparse_step(tmp_path: Path):
+    """Qwen3-MoE: MoE on layer i unless i is in mlp_only_layers, and only when (i + 1) % decoder_sparse_step
+    == 0. Shipped: all 94. mlp_only_layers [0, 5]: 92. decoder_sparse_step 2: odd layers 1, 3, ..., 93: 47."""
+    assert len(_moe_layers(load_model("qwen3-235b-a22b"))) == 94
+    base = _config("qwen3-235b-a22b")
+    only = load_model(_write(tmp_path, {**base, "mlp_only_layers": [0, 5]}, "only.json"))
+    assert len(_moe_layers(only)) == 92 and 0 not in _moe_layers(only) and 5 not in _moe_layers(only)
+    step = load_model(_write(tmp_path, {**base, "decoder_sparse_step": 2}, "step.json"))
+    assert _moe_layers(step) == list(range(1, 94, 2))
+
+
+def test_mixtral_moe_node_by_hand():
+    """Mixtral-8x7B layer 0 MoE: expert = gate+up+down 3 * 4096 * 14336 = 176,160,768 params; router
+    4096 * 8 = 32,768; norm 4,096. Resident 8 experts + router + norm; active 2 experts + router + norm."""
+    node = load_model("mixtral-8x7b").graph.nodes["L0.moe"]
+    expert = 3 * 4096 * 14336
+    assert node["experts"] == 8 and node["experts_per_tok"] == 2
+    assert node["params"] == 8 * expert + 32_768 + 4_096
+    assert node["active_params"] == 2 * expert + 32_768 + 4_096
+    assert node["expert_bytes"] == expert * 2
+    assert node["shared_bytes"] == (32_768 + 4_096) * 2
+    assert node["weight_bytes"] == node["shared_bytes"] + 8 * node["expert_bytes"]
+    assert node["flops_per_token"] == 2 * (2 * expert + 32_768)
+
+
+# ------------------------------------------------------------------------------------ graph attributes
+
+
+REQUIRED = {  # FORMULATION.md section 1
+    "weight_bytes",
+    "kv_bytes_per_token",
+    "flops_per_token",
+    "attn_flops_per_ctx_token",
+    "experts",
+    "experts_per_tok",
+    "expert_bytes",
+    "shared_bytes",
+}
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_graph_order_and_required_attributes(name: str):
+    model = load_model(name)
+    layers = model.config.num_hidden_layers
+    names = list(model.graph.nodes)
+    assert names[0] == "embed" and names[-1] == "lm_head"
+    assert len(names) == 2 * layers + 2
+    for i in range(layers):
+        assert names[1 + 2 * i] == f"L{i}.attn"
+        assert names[2 + 2 * i] in (f"L{i}.ffn", f"L{i}.moe")
+    for n, data in model.graph.nodes(data=True):
+        assert REQUIRED <= set(data), f"{n} lacks {REQUIRED - set(data)}"
+    # a chain: each node feeds the next, carrying one token's hidden state (hidden_size * 2 B)
+    assert list(model.graph.edges) == list(zip(names, names[1:]))
+    hidden = model.config.hidden_size
+    assert {d["activation_bytes"] for *_, d in model.graph.edges(data=True)} == {hidden * 2}
+    assert nx.is_directed_acyclic_graph(model.graph)
+
+
+def test_llama_8b_layer_attributes_by_hand():
+    """Llama-3.1-8B layer 0 (h = 4096, 32 heads and 8 KV heads of d = 128, FFN 14336, bf16):
+    attn params = q 4096*4096 + k 4096*1024 + v 4096*1024 + o 4096*4096 + input norm 4096 = 41,947,136,
+    weight bytes = 2 * that = (4096*4096*2 + 2*4096*1024 + 4096) * 2 = 83,894,272;
+    KV per token = (K and V) 2 * 8 * 128 * 2 B = 4,096 B;
+    matmul FLOPs per token = 2 * (params - norm) = 83,886,080;
+    attention per context token = QK^T (2 d) + PV (2 d) per head = 4 * 32 * 128 = 16,384 FLOPs.
+    ffn params = 3 * 4096 * 14336 + 4096 = 176,164,864; FLOPs 2 * 3 * 4096 * 14336 = 352,321,536.
+    embed: 128256 * 4096 params, one row (4096 * 2 B) read per token; lm_head: 2 * 128256 * 4096 FLOPs."""
+    g = load_model("llama-3.1-8b").graph
+    attn, ffn, embed, head = g.nodes["L0.attn"], g.nodes["L0.ffn"], g.nodes["embed"], g.nodes["lm_head"]
+    assert attn["params"] == 41_947_136
+    assert attn["weight_bytes"] == (4096 * 4096 * 2 + 2 * 4096 * 1024 + 4096) * 2 == 83_894_272
+    assert attn["kv_bytes_per_token"] == 4_096
+    assert attn["flops_per_token"] == 83_886_080
+    assert attn["attn_flops_per_ctx_token"] == 16_384
+    assert attn["experts"] == 0 and attn["expert_bytes"] == 0 and attn["shared_bytes"] == 0
+    assert ffn["params"] == 176_164_864 and ffn["weight_bytes"] == 2 * 176_164_864
+    assert ffn["flops_per_token"] == 352_321_536
+    assert ffn["kv_bytes_per_token"] == 0 and ffn["attn_flops_per_ctx_token"] == 0
+    assert embed["weight_bytes"] == 128_256 * 4096 * 2 and embed["lookup_bytes_per_token"] == 8_192
+    assert embed["flops_per_token"] == 0
+    assert head["flops_per_token"] == 2 * 128_256 * 4096
+    assert head["weight_bytes"] == (128_256 * 4096 + 4096) * 2
+
+
+def test_deepseek_mla_attention_by_hand():
+    """DeepSeek-V3 layer 0 attention (h 7168, 128 heads, q_lora 1536, kv_lora 512, nope 128, rope 64, v 128):
+    q: 7168*1536 + norm 1536 + 1536*128*(128+64) = 48,760,320; kv: 7168*(512+64) + norm 512
+    + 512*128*(128+128) = 20,906,496; o: 128*128*7168 = 117,440,512; + input norm 7168.
+    Total 187,114,496 params; KV per token (512 + 64) * 2 B = 1,152 B."""
+    node = load_model("deepseek-v3").graph.nodes["L0.attn"]
+    q = 7168 * 1536 + 1536 + 1536 * 128 * (128 + 64)
+    kv = 7168 * (512 + 64) + 512 + 512 * 128 * (128 + 128)
+    o = 128 * 128 * 7168
+    assert (q, kv, o) == (48_760_320, 20_906_496, 117_440_512)
+    assert node["params"] == q + kv + o + 7168 == 187_114_496
+    assert node["kv_bytes_per_token"] == 1_152
+
+
+# ------------------------------------------------------------------------------------ bad configs
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"hidden_size": None}, "hidden_size"),
+        ({"num_hidden_layers": -1}, "num_hidden_layers"),
+        ({"num_hidden_layers": 10**6}, "num_hidden_layers"),
+        ({"num_key_value_heads": 7}, "num_key_value_heads"),
+        ({"intermediate_size": None}, "intermediate_size"),
+        ({"vocab_size": "many"}, "vocab_size"),
+        ({"layer_types": ["full_attention"]}, "layer_types"),
+        ({"layer_types": ["sliding_attention"] * 32}, "sliding_window"),
+        ({"num_local_experts": 8}, "num_experts_per_tok"),
+    ],
+)
+def test_bad_config_names_file_and_field(tmp_path: Path, change: dict, field: str):
+    data = {k: v for k, v in {**_config("llama-3.1-8b"), **change}.items() if v is not None}
+    path = _write(tmp_path, data)
+    with pytest.raises(PlannerInputError) as info:
+        load_model(path)
+    assert str(path) in info.value.message() and field in info.value.message()
+
+
+def test_deepseek_without_intermediate_size_is_an_input_error(tmp_path: Path):
+    """Dropping intermediate_size from DeepSeek-V3 (its 3 dense layers need it) crashed with a TypeError."""
+    data = _config("deepseek-v3")
+    del data["intermediate_size"]
+    with pytest.raises(PlannerInputError, match="intermediate_size is required: 3 layer"):
+        load_model(_write(tmp_path, data))
+
+
+def test_unknown_model_name_and_dtype():
+    with pytest.raises(PlannerInputError, match="no such model: expected one of .*llama-3.1-8b"):
+        load_model("llama-9")
+    with pytest.raises(PlannerInputError, match="unknown dtype 'bf17'"):
+        load_model("llama-3.1-8b", kv_dtype="bf17")
+
+
+def test_hf_config_ignores_unrelated_fields():
+    config = HFConfig.model_validate({**_config("llama-3.1-8b"), "rope_scaling": {"factor": 8.0}})
+    assert config.hidden_size == 4096
+
+
+# ------------------------------------------------------------------------------------ the model commands
+
+
+def test_model_info_json(cli):
+    result = cli(["model", "info", "llama-3.1-70b", "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    for key in (
+        "total_params",
+        "active_params",
+        "weight_bytes",
+        "kv_bytes_per_token",
+        "num_layers",
+        "num_nodes",
+    ):
+        assert key in info
+    # 80 layers, embed + 2 per layer + lm_head nodes, 327,680 KV bytes per token (see above)
+    assert (info["num_layers"], info["num_nodes"], info["kv_bytes_per_token"]) == (80, 162, 327_680)
+    assert info["weight_bytes"] == pytest.approx(2 * 70.55e9, rel=0.005)
+
+
+def test_model_info_table(cli):
+    result = cli(["model", "info", "mixtral-8x7b"])
+    assert result.exit_code == 0, result.output
+    assert "46.703 B" in result.output and "8 (2)" in result.output
+
+
+@pytest.mark.parametrize("suffix", [".graphml", ".json"])
+def test_model_graph_round_trip(cli, tmp_path: Path, suffix: str):
+    out = tmp_path / f"graph{suffix}"
+    result = cli(["model", "graph", "mixtral-8x7b", "--out", out])
+    assert result.exit_code == 0, result.output
+    if suffix == ".graphml":
+        graph = nx.read_graphml(out)
+    else:
+        graph = nx.node_link_graph(json.loads(out.read_text()), edges="edges")
+    original = load_model("mixtral-8x7b").graph
+    assert graph.number_of_nodes() == original.number_of_nodes() == 66
+    assert list(graph.nodes) == list(original.nodes)
+    assert float(graph.nodes["L0.moe"]["expert_bytes"]) == original.nodes["L0.moe"]["expert_bytes"]
+
+
+def test_model_commands_bad_input(cli, input_error, tmp_path: Path):
+    input_error(cli(["model", "info", "no-such-model"]), "no such model")
+    input_error(cli(["model", "graph", "llama-3.1-8b", "--out", tmp_path / "g.txt"]), ".graphml or .json")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"hidden_size": 4096,')
+    input_error(cli(["model", "info", bad]), str(bad), "not valid JSON")
