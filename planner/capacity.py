@@ -1,0 +1,194 @@
+"""How many users can this hardware serve at r tokens/s per user? An exact search over U with the solver.
+
+The oracle is the solver (planner.solve over the instance's S range, or one fixed S): U is feasible when
+a plan meets capacity and the per-user speed floor. Search: U = 1, 2, 4, ... until infeasible, then
+bisection; the answer U* comes with a feasible solve at U* and an infeasible one at U* + 1.
+
+Why feasibility is monotone in U (so bisection is exact): take any plan feasible at U + 1 and keep its
+placement (S groups, node slices, tier fractions) at U users.
+- capacity: a group's resident bytes are its weights plus U x (KV per user) of its nodes; fewer users
+  hold less, so every tier still fits;
+- speed: the micro-batch b = U / min(U, S) is 1 for U <= S and U / S above, so it never grows when U
+  shrinks; every time term of planner.cost grows with b or is constant (weight bytes are constant, or
+  E(1 - (1 - k/E)^b) for experts, increasing; KV bytes, FLOPs, all-reduce and activation bytes are
+  proportional to b; the attention pull-rate cap min(R, b c) gives b X / min(R, b c) = max(b X / R, X / c),
+  non-decreasing), so the cycle T and the token time S T + hops do not grow and the floor still holds;
+- the S range: its lower end ceil(bytes / group capacity) only falls with U, its upper end does not
+  depend on U, so the plan's S is still tried.
+Hence feasible(U + 1) implies feasible(U). The search is exact for the stated space (the instance's
+max_groups, chips_per_group, tiers, and its S range or fixed S) provided each infeasible verdict is
+proven: with a time limit, an S stopped without an incumbent leaves the verdict unproven, and the result
+says so (`exact` False).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from planner.instance import InstanceSpec, resolve
+from planner.sweep import Cache, CaseResult, executor, solve_case
+
+MAX_USERS = 100_000_000  # WorkloadSpec's limit
+
+Oracle = Callable[[int], CaseResult]
+
+
+@dataclass(frozen=True)
+class CapacityResult:
+    """The largest feasible U, the solve at U (None when U = 0) and at U + 1 (None when capped)."""
+
+    max_users: int
+    at_max: CaseResult | None
+    above: CaseResult | None
+    probes: tuple[tuple[int, bool], ...]  # (users, feasible) in the order tried
+    exact: bool
+
+    def summary(self) -> dict[str, Any]:
+        """Flat facts: max_users, the plan's S, chips, J/token, power, and the binding limit at U + 1."""
+        row = self.at_max.row if self.at_max is not None else {}
+        above = self.above.row if self.above is not None else {}
+        return {
+            "max_users": self.max_users,
+            "stages": row.get("stages"),
+            "chips": row.get("chips"),
+            "joules_per_token": row.get("joules_per_token"),
+            "joules_per_token_by": {
+                k: row.get(f"{k}_j") for k in ("weight", "kv", "compute", "link", "idle") if row
+            },
+            "tokens_per_s_per_user": row.get("tokens_per_s_per_user"),
+            "tokens_per_s": row.get("tokens_per_s"),
+            "power_w": row.get("power_w"),
+            "status_at_max": row.get("status"),
+            "binding": above.get("binding", "max_users limit" if self.above is None else ""),
+            "explanation": above.get("explanation", f"searched up to {MAX_USERS:,} users"),
+            "exact": self.exact,
+            "probes": [list(p) for p in self.probes],
+        }
+
+
+def search_max_users(oracle: Oracle, start: int = 1, limit: int = MAX_USERS) -> CapacityResult:
+    """Galloping search from a guess `start`, then bisection, on a monotone feasibility oracle.
+
+    From start = 1 it probes 1, 2, 4, 8, ...; from a good guess (the capacity bound, say) it steps
+    1, 2, 4, ... users up or down from it. Either way about 2 log2(distance) oracle calls; each U at most
+    once. The answer comes with the solves at U* (feasible) and U* + 1 (infeasible).
+    """
+    seen: dict[int, CaseResult] = {}
+    order: list[tuple[int, bool]] = []
+
+    def feasible(users: int) -> bool:
+        if users not in seen:
+            seen[users] = oracle(users)
+            order.append((users, seen[users].feasible))
+        return seen[users].feasible
+
+    guess = max(1, min(start, limit))
+    step = 1
+    if feasible(guess):  # walk up: lo feasible, hi the first infeasible found (None: feasible at limit)
+        lo, hi = guess, None
+        while lo < limit:
+            users = min(lo + step, limit)
+            if not feasible(users):
+                hi = users
+                break
+            lo, step = users, 2 * step
+    else:  # walk down: 0 users is trivially feasible
+        lo, hi = 0, guess
+        while hi > 1:
+            users = max(hi - step, 1)
+            if feasible(users):
+                lo = users
+                break
+            hi, step = users, 2 * step
+    while hi is not None and hi - lo > 1:
+        mid = (lo + hi) // 2
+        if feasible(mid):
+            lo = mid
+        else:
+            hi = mid
+    return CapacityResult(
+        max_users=lo,
+        at_max=seen.get(lo),
+        above=seen[hi] if hi is not None else None,
+        probes=tuple(order),
+        exact=all(r.proven for r in seen.values() if not r.feasible),
+    )
+
+
+def capacity_bound_users(spec: InstanceSpec) -> int:
+    """Users whose KV fits, with the weights, in all the tiers of all groups (an upper bound on U*)."""
+    problem = resolve(spec)
+    hw = problem.hw
+    groups = spec.solver.stages or min(spec.max_groups, problem.model.graph.number_of_nodes())
+    capacity = (
+        groups * hw.chips_per_group * sum(t.capacity_bytes for t in hw.tiers if t.name in problem.tiers)
+    )
+    per_user = problem.model.kv_bytes_per_user(problem.context)
+    free = capacity - problem.model.weight_bytes
+    return max(0, min(MAX_USERS, int(free // per_user))) if per_user > 0 else MAX_USERS
+
+
+def spec_with_users(spec: InstanceSpec, users: int) -> InstanceSpec:
+    return spec.model_copy(update={"workload": spec.workload.model_copy(update={"users": users})})
+
+
+def max_users(
+    spec: InstanceSpec,
+    cache: str | Path | None = None,
+    start: int | None = None,
+    progress: Callable[[int, CaseResult], None] | None = None,
+) -> CapacityResult:
+    """The largest U for which `spec` (its users ignored) has a feasible plan; solver = planner.solve.
+
+    The search starts at `start`, by default the capacity bound (capacity_bound_users), which is U*
+    itself or near it when capacity binds.
+
+    `cache` (a directory) keeps every solve, so a repeated or interrupted search costs nothing twice.
+    """
+    store = Cache(cache) if cache is not None else None
+    if start is None:
+        start = max(1, capacity_bound_users(spec))
+
+    def oracle(users: int) -> CaseResult:
+        result = solve_case(spec_with_users(spec, users), store)
+        if progress:
+            progress(users, result)
+        return result
+
+    return search_max_users(oracle, start=start)
+
+
+def max_users_many(
+    specs: Sequence[InstanceSpec],
+    cache: str | Path | None = None,
+    workers: int | None = None,
+    progress: Callable[[InstanceSpec, CapacityResult], None] | None = None,
+) -> list[CapacityResult]:
+    """max_users for several instances, one search per local worker process (results in input order).
+
+    The searches write their solves to `cache` themselves (so it must be a local directory)."""
+    if workers == 1 or len(specs) <= 1:
+        out = []
+        for spec in specs:
+            out.append(max_users(spec, cache))
+            if progress:
+                progress(spec, out[-1])
+        return out
+    results: dict[int, CapacityResult] = {}
+    with executor(workers) as pool:
+        futures = {pool.submit(max_users, spec, cache): i for i, spec in enumerate(specs)}
+        try:
+            for future in cf.as_completed(futures):
+                i = futures[future]
+                results[i] = future.result()
+                if progress:
+                    progress(specs[i], results[i])
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    return [results[i] for i in range(len(specs))]

@@ -1,0 +1,125 @@
+"""Capacity search: exact on a monotone oracle (stub), and with the real solver the answer U* is feasible
+while U* + 1 is not, checked by independent solves; a plan feasible at U stays feasible at fewer users."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from planner.capacity import capacity_bound_users, search_max_users, spec_with_users
+from planner.instance import spec_from_flags
+from planner.sweep import CaseResult
+
+SMALL = dict(
+    model="llama-3.1-8b",
+    hardware="sram-pipeline",
+    chips_per_group=4,
+    max_groups=2,
+    users=1,
+    context=2048,
+    min_tokens_per_s=20,
+)
+
+
+def threshold_oracle(threshold: int, calls: list[int]):
+    """Feasible exactly for U <= threshold (a monotone oracle), recording each call."""
+    spec = spec_from_flags(**SMALL)
+
+    def oracle(users: int) -> CaseResult:
+        calls.append(users)
+        status = "optimal" if users <= threshold else "infeasible"
+        return CaseResult(spec_with_users(spec, users), {"status": status, "binding": "stub"}, None)
+
+    return oracle
+
+
+@pytest.mark.parametrize("threshold", [0, 1, 2, 3, 7, 100, 1000, 12345])
+@pytest.mark.parametrize("start", [1, 5, 1000, 20000])
+def test_search_is_exact_on_a_monotone_oracle(threshold, start):
+    calls: list[int] = []
+    result = search_max_users(threshold_oracle(threshold, calls), start=start)
+    assert result.max_users == threshold
+    assert len(calls) == len(set(calls)), "each U is asked once"
+    assert result.above is not None and result.above.spec.workload.users == threshold + 1
+    assert not result.above.feasible
+    if threshold:
+        assert result.at_max.feasible and result.at_max.spec.workload.users == threshold
+    distance = abs(threshold - start) + 2
+    assert len(calls) <= 2 * math.log2(distance) + 3
+    assert result.exact
+
+
+def test_search_stops_at_the_limit():
+    calls: list[int] = []
+    result = search_max_users(threshold_oracle(10**9, calls), start=1, limit=1000)
+    assert result.max_users == 1000 and result.above is None
+    assert result.summary()["binding"] == "max_users limit"
+
+
+def test_capacity_bound_is_an_upper_bound_by_bytes():
+    spec = spec_from_flags(**SMALL)
+    bound = capacity_bound_users(spec)
+    # 2 groups x 4 chips x (256 MB SRAM + 4 x 36 GB HBM3E) = 1154.048 GB; weights 16.06 GB; KV 268 MB/user
+    per_user = 131072 * 2048
+    assert bound == int((2 * 4 * (0.256e9 + 144e9) - 16.060522496e9) // per_user)
+
+
+def _solver_available() -> bool:
+    try:
+        import planner.solve  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_solver = pytest.mark.skipif(not _solver_available(), reason="planner.milp not available yet")
+
+
+@needs_solver
+def test_max_users_agrees_with_independent_solves(tmp_path):
+    """U* from the search; then a fresh solve (no cache) at U* is feasible and at U* + 1 infeasible."""
+    from planner.api import solve
+    from planner.capacity import max_users
+    from planner.errors import InfeasibleError
+    from planner.instance import resolve
+    from planner.plan import evaluate
+
+    spec = spec_from_flags(**SMALL)
+    result = max_users(spec, cache=tmp_path)
+    assert result.exact and result.max_users > 0
+    u = result.max_users
+    plan = solve(spec_with_users(spec, u))
+    assert plan.figures["users"] == u
+    assert plan.figures["joules_per_token"] == pytest.approx(result.summary()["joules_per_token"], rel=1e-6)
+    with pytest.raises(InfeasibleError) as info:
+        solve(spec_with_users(spec, u + 1))
+    assert info.value.binding == result.summary()["binding"]
+    # the monotonicity argument on a real plan: the placement at U* stays feasible with fewer users
+    for fewer in (1, 2, u // 3, u - 1):
+        assert evaluate(
+            resolve(spec_with_users(spec, fewer)),
+            plan.model_copy(update={"instance": spec_with_users(spec, fewer)}),
+        ).feasible
+
+
+@needs_solver
+def test_capacity_cli_json(cli, tmp_path):
+    import json
+
+    args = ["capacity", "--model", "llama-3.1-8b", "--hardware", "sram-pipeline", "--chips-per-group", "4"]
+    args += [
+        "--max-groups",
+        "2",
+        "--context",
+        "2048",
+        "--min-tokens-per-s",
+        "20",
+        "--json",
+        "--cache",
+        tmp_path,
+    ]
+    result = cli(args)
+    assert result.exit_code == 0, result.output
+    facts = json.loads(result.stdout)
+    assert {"max_users", "stages", "chips", "joules_per_token", "binding"} <= set(facts)

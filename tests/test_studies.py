@@ -1,0 +1,153 @@
+"""Study metrics without the solver: one micro-batch in flight, KV traffic per byte, Pareto front, kv-demand.
+
+Placements are built by hand (balanced contiguous split + greedy tiers from planner.sol), so these check
+the study layer on its own; expected values are the definitions of FORMULATION.md §3, not the code.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from planner.capacity import spec_with_users
+from planner.cost import pipeline_cost
+from planner.instance import load_instance, resolve
+from planner.plan import Plan, SolverFacts, evaluate
+from planner.sol import balanced_partition, greedy_tier_split
+from planner.studies import (
+    kv_demand,
+    kv_traffic,
+    memory_ratios,
+    one_batch_max_users,
+    one_micro_batch_cost,
+    pareto_front,
+)
+
+TINY = "instances/llama-3.1-8b_tiny.yaml"
+
+
+def placement(problem, stages: int):
+    graph = problem.model.graph
+    groups = balanced_partition(graph, stages, problem.users, problem.context)
+    w, k = greedy_tier_split(graph, problem.hw, groups, problem.users, problem.context)
+    return groups, w, k
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return resolve(load_instance(TINY))
+
+
+@pytest.mark.parametrize("stages", [1, 2, 3])
+def test_one_micro_batch_equals_deep_pipeline_for_one_user(problem, stages):
+    """One user is one micro-batch either way: same token time and J/token as planner.cost."""
+    graph, hw = problem.model.graph, problem.hw
+    groups, w, k = placement(problem, stages)
+    deep = pipeline_cost(graph, hw, 1, problem.context, groups, w, k)
+    one = one_micro_batch_cost(graph, hw, 1, problem.context, groups, w, k)
+    assert one.token_s == pytest.approx(deep.token_s, rel=1e-12)
+    assert one.joules_per_token == pytest.approx(deep.joules_per_token, rel=1e-12)
+    for cat, j in deep.joules_per_token_by.items():
+        assert one.joules_per_token_by[cat] == pytest.approx(j, rel=1e-12, abs=1e-18)
+
+
+def test_one_micro_batch_is_slower_and_reads_weights_less_often(problem):
+    """With S = 3 and U = 48: deep b = 16, one batch b = 48; one batch walks 3 stages at b = 48."""
+    graph, hw = problem.model.graph, problem.hw
+    groups, w, k = placement(problem, 3)
+    deep = pipeline_cost(graph, hw, 48, problem.context, groups, w, k)
+    one = one_micro_batch_cost(graph, hw, 48, problem.context, groups, w, k)
+    assert deep.micro_batch == 16
+    assert one.token_s > deep.token_s
+    # dense weights read once per batch: a third per token (the embedding reads one row per user: ~1e-6)
+    assert one.joules_per_token_by["weights"] == pytest.approx(
+        deep.joules_per_token_by["weights"] / 3, rel=1e-5
+    )
+    # a single group: one micro-batch either way
+    single = [[n for g in groups for n in g]]
+    assert one_micro_batch_cost(graph, hw, 48, problem.context, single, w, k).token_s == pytest.approx(
+        pipeline_cost(graph, hw, 48, problem.context, single, w, k).token_s, rel=1e-12
+    )
+
+
+def test_one_batch_max_users_is_exact_for_its_placement(problem):
+    graph, hw = problem.model.graph, problem.hw
+    groups, w, k = placement(problem, 3)
+    floor = 200.0
+    best = one_batch_max_users(graph, hw, problem.context, floor, groups, w, k)
+    assert best > 1
+
+    def ok(users):
+        c = one_micro_batch_cost(graph, hw, users, problem.context, groups, w, k)
+        return not c.overflow_bytes and c.tokens_per_s_per_user >= floor
+
+    assert ok(best) and not ok(best + 1)
+    assert one_batch_max_users(graph, hw, problem.context, 1e6, groups, w, k) == 0
+
+
+def test_kv_demand_per_byte_is_the_token_rate(problem):
+    """Each token reads the whole cache and writes one token: demand = b (L + 1) / (cycle U L)."""
+    spec = spec_with_users(problem.spec, 48)
+    p = resolve(spec)
+    groups, w, k = placement(p, 3)
+    plan = Plan(
+        instance=spec,
+        stages=3,
+        groups=groups,
+        weight_split=w,
+        kv_split=k,
+        solver=SolverFacts(method="hand", status="optimal"),
+    )
+    cost = evaluate(p, plan).cost
+    kv = kv_traffic(p, plan, cost)
+    L = p.context
+    expected = cost.micro_batch * (L + 1) / (cost.cycle_s * p.users * L)
+    assert kv.demand_per_s == pytest.approx(expected, rel=1e-9)
+    assert kv.demand_per_s == pytest.approx((1 + 1 / L) / (3 * cost.cycle_s), rel=1e-9)
+    assert sum(kv.stored_bytes.values()) == pytest.approx(p.users * p.model.kv_bytes_per_user(L), rel=1e-12)
+
+
+def test_memory_ratios_are_bandwidth_over_capacity():
+    techs = memory_ratios().set_index("memory")
+    assert techs.loc["hbm3e", "bw_per_capacity_per_s"] == pytest.approx(1.2e12 / 36e9)
+    assert techs.loc["lpddr5x", "bw_per_capacity_per_s"] == pytest.approx(154e9 / 128e9)
+    assert techs["bw_per_capacity_per_s"].is_monotonic_decreasing
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    frame = pd.DataFrame(
+        {
+            "memory": ["a", "a", "b", "b", "c"],
+            "users": [10, 100, 10, 50, 100],
+            "joules_per_token": [1.0, 2.0, 0.5, 3.0, 1.5],
+        }
+    )
+    front = pareto_front(frame)
+    assert list(zip(front["memory"], front["users"])) == [("b", 10), ("c", 100)]
+
+
+def test_kv_demand_reads_tables_and_names_the_limit(tmp_path):
+    rows = pd.DataFrame(
+        {
+            "model": ["m", "m"],
+            "hardware": ["h", "h"],
+            "memory": ["hbm3e", "lpddr5x"],
+            "fixed_stages": [0, 0],
+            "users": [8, 8],
+            "context": [4096, 4096],
+            "min_tokens_per_s": [20.0, 20.0],
+            "stages": [4, 4],
+            "tokens_per_s_per_user": [20.0, 20.0],
+            "joules_per_token": [1.0, 1.0],
+            "kv_demand_per_s": [20.0, 20.0],
+            "kv_tier": ["hbm3e", "lpddr5x"],
+        }
+    )
+    path = tmp_path / "t.csv"
+    rows.to_csv(path, index=False)
+    plans, _ = kv_demand([path])
+    assert list(plans["kv_limited_by"]) == ["capacity", "bandwidth"]
+
+
+def test_kv_demand_cli_explains_a_missing_table(cli, input_error, tmp_path):
+    input_error(cli(["study", "kv-demand", "--from", str(tmp_path / "none.csv")]), "none.csv")
