@@ -1,6 +1,6 @@
 """LLM inference hardware planner: model graphs, one cost model, placement MILP (Pyomo + HiGHS)."""
 
-from planner.api import evaluate, load_problem, sol, solve, write_graph
+from planner.api import calibrate, check_measurements, evaluate, load_problem, sol, solve, write_graph
 from planner.catalog import Hardware, load_hardware, load_memory_tech
 from planner.instance import load_instance
 from planner.model import Model, load_model
@@ -10,6 +10,8 @@ __all__ = [
     "Hardware",
     "Model",
     "Plan",
+    "calibrate",
+    "check_measurements",
     "evaluate",
     "load_hardware",
     "load_instance",

@@ -8,6 +8,7 @@ from pathlib import Path
 import networkx as nx
 import pandas as pd
 
+from planner import calibrate as _calibrate
 from planner import sol as _sol
 from planner.catalog import Hardware, load_hardware
 from planner.errors import PlannerInputError
@@ -77,3 +78,39 @@ def evaluate(instance: str | Path | InstanceSpec, plan: str | Path | Plan) -> Ev
     """Recompute every figure of a plan from the instance and the placement alone; list violations."""
     p = plan if isinstance(plan, Plan) else load_plan(plan)
     return evaluate_plan(load_problem(instance), p)
+
+
+def check_measurements(
+    measurements: str | Path | Sequence[str | Path], hardware: str | Path | Hardware
+) -> _calibrate.CheckReport:
+    """Predict measured decode steps (CSV rows) with `hardware` as it is (see planner.calibrate.check).
+
+    Returns a planner.calibrate.CheckReport: per-row step ms and J/token, measured and predicted."""
+    return _calibrate.check(_calibrate.read_measurements(measurements), _as_hardware(hardware, None))
+
+
+def calibrate(
+    microbench: str | Path,
+    measurements: str | Path | Sequence[str | Path],
+    hardware: str | Path = "h100-sxm",
+    out: str | Path | None = None,
+    holdout: str = "",
+    report: str | Path | None = None,
+    progress=None,
+) -> _calibrate.Calibration:
+    """Fit `hardware`'s achievable fractions and energy coefficients to measured decode steps.
+
+    Writes the calibrated hardware YAML to `out` and, with `report` (FILE.md), the report and FILE.csv.
+    Returns a planner.calibrate.Calibration (fit, in-sample, leave-one-out and hold-out checks)."""
+    result = _calibrate.calibrate(microbench, measurements, hardware, holdout, progress)
+    if out is not None:
+        _calibrate.write_hardware(result, out)
+    if report is not None:
+        paths = measurements if isinstance(measurements, (str, Path)) else ",".join(map(str, measurements))
+        command = f"planner calibrate --microbench {microbench} --measurements {paths} --hardware {hardware}"
+        command += (f" --out {out}" if out else "") + (f" --holdout {holdout}" if holdout else "")
+        command += f" --report {report}"
+        report = Path(report)
+        write_text_atomic(report, _calibrate.report_markdown(result, command))
+        write_text_atomic(report.with_suffix(".csv"), _calibrate.report_csv(result))
+    return result
