@@ -114,3 +114,43 @@ def calibrate(
         write_text_atomic(report, _calibrate.report_markdown(result, command))
         write_text_atomic(report.with_suffix(".csv"), _calibrate.report_csv(result))
     return result
+
+
+def capacity(instance: str | Path | InstanceSpec, cache: str | Path | None = None, progress=None):
+    """Most users an instance (its users ignored) serves at its floor: exact search with the solver as
+    oracle (see planner.capacity). Returns a planner.capacity.CapacityResult (.max_users, .summary())."""
+    from planner.capacity import max_users
+
+    spec = instance if isinstance(instance, InstanceSpec) else load_instance(instance)
+    return max_users(spec, cache=cache, progress=progress)
+
+
+def compare(
+    models: str | Sequence[str],
+    hardware: str,
+    memories: Sequence[str],
+    users: Sequence[int],
+    context: int,
+    min_tokens_per_s: float,
+    **options,
+):
+    """KV memory technologies side by side (see planner.studies.compare): a Comparison with `points`
+    (model x memory x users rows) and `maxima` (max users per model x memory)."""
+    from planner.studies import compare as _compare
+
+    models = [models] if isinstance(models, str) else list(models)
+    return _compare(models, hardware, list(memories), list(users), context, min_tokens_per_s, **options)
+
+
+def sweep(
+    spec,
+    cache: str | Path | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress=None,
+) -> pd.DataFrame:
+    """Run a sweep (a sweep YAML path or planner.sweep.SweepSpec) in parallel, cached per case; one tidy
+    table sorted by the case keys (see planner.sweep)."""
+    from planner.sweep import sweep as _sweep
+
+    return _sweep(spec, cache=cache, workers=workers, scheduler=scheduler, progress=progress)
