@@ -722,12 +722,11 @@ def worst_rows(cal: Calibration, count: int = 3) -> list[str]:
             f"{k} {100 * v / busy:.0f}%" for k, v in cost.groups[0].time_by_kind_s.items() if v > 0.01 * busy
         )
         moves = []
-        for _, attr, scale, _unit in PARAM_ROWS:
+        for name, attr, scale, unit in PARAM_ROWS:
             full, without = getattr(cal.params, attr), getattr(cal.loo_params[i], attr)
             if full and abs(without / full - 1) > 0.1:
-                moves.append(
-                    (abs(without / full - 1), f"{attr} {_g(full * scale, 3)} -> {_g(without * scale, 3)}")
-                )
+                change = f"{name} {_g(full * scale, 3)} -> {_g(without * scale, 3)} {unit.split()[0]}"
+                moves.append((abs(without / full - 1), change))
         moved = "; ".join(m for _, m in sorted(moves, reverse=True)[:3]) or "no coefficient by more than 10%"
         lines.append(
             f"- row {i + 1} (users {row.users}, context {row.context}): leave-one-out error time "

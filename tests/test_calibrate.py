@@ -185,5 +185,5 @@ def test_calibrate_writes_loadable_hardware(tmp_path):
     assert spec.chip.peak_flops == base.chip.peak_flops and spec.memory == base.memory
     assert load_hardware(out).achievable.attention_bytes_per_s_per_work_item > 0
     text = report.read_text(encoding="utf-8")
-    assert "planner calibrate --microbench" in text and "| this planner, leave-one-out" in text
+    assert "planner.cli calibrate --microbench" in text and "| this planner, leave-one-out" in text
     assert report.with_suffix(".csv").read_text(encoding="utf-8").count("\n") == 7
