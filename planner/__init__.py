@@ -1,6 +1,17 @@
 """LLM inference hardware planner: model graphs, one cost model, placement MILP (Pyomo + HiGHS)."""
 
-from planner.api import calibrate, check_measurements, evaluate, load_problem, sol, solve, write_graph
+from planner.api import (
+    calibrate,
+    capacity,
+    check_measurements,
+    compare,
+    evaluate,
+    load_problem,
+    sol,
+    solve,
+    sweep,
+    write_graph,
+)
 from planner.catalog import Hardware, load_hardware, load_memory_tech
 from planner.instance import load_instance
 from planner.model import Model, load_model
@@ -11,7 +22,9 @@ __all__ = [
     "Model",
     "Plan",
     "calibrate",
+    "capacity",
     "check_measurements",
+    "compare",
     "evaluate",
     "load_hardware",
     "load_instance",
@@ -21,5 +34,6 @@ __all__ = [
     "load_problem",
     "sol",
     "solve",
+    "sweep",
     "write_graph",
 ]

@@ -147,3 +147,90 @@ def plot_plan(plan, problem, cost, path: str | Path) -> Path:
         fontsize=10,
     )
     return save_figure(fig, path)
+
+
+def plot_memory_comparison(points: pd.DataFrame, maxima: pd.DataFrame, path: str | Path) -> Path:
+    """Pareto plot, one panel per model: J/token against users (log-log), one line per KV memory
+    technology through its feasible points, a star at its max users; the black steps join the points no
+    other technology beats on both axes (more users and fewer J/token)."""
+    from planner.studies import pareto_front
+
+    models = list(dict.fromkeys(maxima["model"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 4.8), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        both = pd.concat([points[points["model"] == model], maxima[maxima["model"] == model]])
+        for i, (memory, frame) in enumerate(both.groupby("memory", sort=False)):
+            ok = frame[frame["joules_per_token"].notna() & (frame["users"] > 0)].sort_values("users")
+            color = TIER_COLORS[i % len(TIER_COLORS)] if i < len(TIER_COLORS) else f"C{i}"
+            ax.plot(
+                ok["users"], ok["joules_per_token"], marker="o", ms=3, color=color, label=memory or "default"
+            )
+            top = ok[ok["point"] == "max users"]
+            ax.plot(top["users"], top["joules_per_token"], marker="*", ms=12, ls="none", color=color)
+        front = pareto_front(both)
+        ax.step(
+            front["users"],
+            front["joules_per_token"],
+            where="post",
+            color="black",
+            lw=0.8,
+            label="Pareto front",
+        )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("concurrent users")
+        ax.set_ylabel("J per token")
+        first = both.iloc[0]
+        ax.set_title(
+            f"{model} on {first['hardware']}\ncontext {int(first['context']):,}, "
+            f">= {first['min_tokens_per_s']:g} tokens/s per user (star: max users)",
+            fontsize=9,
+        )
+        ax.grid(True, which="both", lw=0.3)
+        ax.legend(fontsize=7)
+    return save_figure(fig, path)
+
+
+def plot_deep_pipeline(points: pd.DataFrame, summary: pd.DataFrame, path: str | Path) -> Path:
+    """J/token against users, one panel per model, one colour per S: solid = S micro-batches in flight
+    (the deep pipeline), dashed = the same placements with one micro-batch; stars mark max users."""
+    models = list(dict.fromkeys(summary["model"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 4.8), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        frame = points[(points["model"] == model) & points["joules_per_token"].notna()]
+        for i, (stages, rows) in enumerate(frame.groupby("fixed_stages")):
+            color = f"C{i}"
+            deep = rows[rows["users"] > 0].sort_values("users")
+            ax.plot(
+                deep["users"], deep["joules_per_token"], marker="o", ms=3, color=color, label=f"S={stages}"
+            )
+            one = deep[deep["one_mb_meets_floor"].astype(bool)]
+            ax.plot(one["users"], one["one_mb_joules_per_token"], marker="x", ms=4, ls="--", color=color)
+            s = summary[(summary["model"] == model) & (summary["stages"] == stages)].iloc[0]
+            if s["deep_max_users"]:
+                ax.plot(s["deep_max_users"], s["deep_joules_per_token"], marker="*", ms=12, color=color)
+            if s["one_mb_max_users"]:
+                ax.plot(
+                    s["one_mb_max_users"],
+                    s["one_mb_joules_per_token"],
+                    marker="*",
+                    ms=10,
+                    color=color,
+                    mfc="none",
+                )
+        ax.plot([], [], color="gray", label="S micro-batches")
+        ax.plot([], [], color="gray", ls="--", label="1 micro-batch")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("concurrent users")
+        ax.set_ylabel("J per token")
+        first = summary[summary["model"] == model].iloc[0]
+        ax.set_title(
+            f"{model} on {first['hardware']}"
+            + (f" + {first['memory']}" if first["memory"] else "")
+            + f"\ncontext {int(first['context']):,}, >= {first['min_tokens_per_s']:g} tokens/s per user (stars: max users)",
+            fontsize=9,
+        )
+        ax.grid(True, which="both", lw=0.3)
+        ax.legend(fontsize=7, ncol=2)
+    return save_figure(fig, path)

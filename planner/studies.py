@@ -32,6 +32,39 @@ from planner.instance import Problem
 from planner.plan import Plan, evaluate, summary
 
 DEFAULT_CACHE = Path(".planner-cache") / "cases"
+CASE_COLUMNS = (  # the columns case_row adds, in table order
+    "tiers",
+    "stages",
+    "chips",
+    "micro_batches",
+    "micro_batch",
+    "cycle_ms",
+    "token_ms",
+    "tokens_per_s_per_user",
+    "tokens_per_s",
+    "power_w",
+    "joules_per_token",
+    "weight_j",
+    "kv_j",
+    "compute_j",
+    "link_j",
+    "idle_j",
+    "gap",
+    "kv_stored_gb",
+    "kv_moved_gb_per_s",
+    "kv_demand_per_s",
+    "kv_gb_per_s_per_die",
+    "kv_tier",
+    "kv_tier_share",
+    "kv_tier_bw_per_capacity",
+    "kv_tier_fill",
+    "kv_tier_bw_use",
+    "one_mb_token_ms",
+    "one_mb_tokens_per_s_per_user",
+    "one_mb_joules_per_token",
+    "one_mb_meets_floor",
+    "one_mb_max_users",
+)
 FLOOR_TOLERANCE = 1e-9  # relative, as planner.plan.evaluate
 
 

@@ -26,10 +26,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from planner.errors import InfeasibleError, PlannerInputError, problems_from_validation
 from planner.fileio import read_mapping, write_bytes_atomic, write_text_atomic
@@ -48,6 +48,7 @@ KEY_COLUMNS = (
     "min_tokens_per_s",
 )
 TIMING_COLUMNS = ("solve_s",)  # wall-clock seconds: the only columns that differ between identical runs
+OUTCOME_COLUMNS = ("status", "binding", "proven")  # then planner.studies.CASE_COLUMNS, then the rest
 
 
 class _Strict(BaseModel):
@@ -68,12 +69,18 @@ class SweepSpec(_Strict):
     memory: list[str | None] = Field(
         default=[None], min_length=1, description="technology of the KV tier (null: the hardware's own)"
     )
-    users: list[int] = Field(min_length=1)
-    context: list[int] = Field(min_length=1, description="KV tokens held per user")
-    min_tokens_per_s: list[float] = Field(min_length=1, description="per-user speed floors")
+    users: list[Annotated[int, Field(gt=0, le=100_000_000)]] = Field(min_length=1)
+    context: list[Annotated[int, Field(gt=0, le=100_000_000)]] = Field(
+        min_length=1, description="KV tokens held per user"
+    )
+    min_tokens_per_s: list[Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)]] = Field(
+        min_length=1, description="per-user speed floors"
+    )
     chips_per_group: int | None = Field(default=None, gt=0, le=4096)
     max_groups: int = Field(default=128, gt=0, le=100_000)
-    stages: list[int] | None = Field(default=None, description="fixed S values (null: enumerate S)")
+    stages: list[Annotated[int, Field(gt=0, le=100_000)]] | None = Field(
+        default=None, description="fixed S values (null: enumerate S)"
+    )
     solver: SolverSpec = SolverSpec()
     weight_dtype: str = "bf16"
     kv_dtype: str = "bf16"
@@ -82,11 +89,12 @@ class SweepSpec(_Strict):
         "models", "hardware", "memory", "users", "context", "min_tokens_per_s", "stages", mode="before"
     )(_listify)
 
-    @model_validator(mode="after")
-    def _one_way_to_fix_stages(self) -> SweepSpec:
-        if self.solver.stages is not None:
-            raise ValueError("solver.stages: give the fixed stage counts as the top-level list `stages`")
-        return self
+    @field_validator("solver")
+    @classmethod
+    def _one_way_to_fix_stages(cls, solver: SolverSpec) -> SolverSpec:
+        if solver.stages is not None:
+            raise ValueError("give the fixed stage counts as the top-level list `stages`, not solver.stages")
+        return solver
 
     def cases(self) -> list[InstanceSpec]:
         """Every combination as a validated instance, in a fixed order; all problems reported at once."""
@@ -366,8 +374,14 @@ def table(results: Sequence[CaseResult]) -> pd.DataFrame:
     frame = pd.DataFrame([r.row for r in results])
     if frame.empty:
         return frame
+    from planner.studies import CASE_COLUMNS
+
     frame = frame.drop_duplicates(subset=list(KEY_COLUMNS), keep="first")
-    columns = list(KEY_COLUMNS) + [c for c in frame.columns if c not in KEY_COLUMNS]
+    first = [*KEY_COLUMNS, *OUTCOME_COLUMNS, *CASE_COLUMNS]
+    rest = sorted(c for c in frame.columns if c not in first and c not in TIMING_COLUMNS)
+    columns = (
+        [c for c in first if c in frame.columns] + rest + [c for c in TIMING_COLUMNS if c in frame.columns]
+    )
     return frame[columns].sort_values(list(KEY_COLUMNS), kind="mergesort").reset_index(drop=True)
 
 

@@ -151,3 +151,20 @@ def test_kv_demand_reads_tables_and_names_the_limit(tmp_path):
 
 def test_kv_demand_cli_explains_a_missing_table(cli, input_error, tmp_path):
     input_error(cli(["study", "kv-demand", "--from", str(tmp_path / "none.csv")]), "none.csv")
+
+
+def test_case_row_columns_are_the_declared_ones(problem):
+    from planner.studies import CASE_COLUMNS, case_row
+
+    groups, w, k = placement(problem, 2)
+    plan = Plan(
+        instance=problem.spec,
+        stages=2,
+        groups=groups,
+        weight_split=w,
+        kv_split=k,
+        solver=SolverFacts(method="hand", status="optimal"),
+    )
+    row = case_row(problem, plan)
+    assert list(row) == ["status", *CASE_COLUMNS]
+    assert row["one_mb_max_users"] >= 1 and row["kv_tier"] in ("sram", "hbm3e")
