@@ -85,6 +85,11 @@ class ChipSpec(_Strict):
         ge=0,
         description="energy of moving one bit from a tier to the compute units, on top of the device's own",
     )
+    kv_data_path_energy: PicojoulesPerBit = Field(
+        default=0.0,
+        ge=0,
+        description="extra energy per KV-cache bit moved, on top of data_path_energy (fit by planner calibrate)",
+    )
     parallel_units: int | None = Field(default=None, gt=0, le=1_000_000)
     reticle_dies: int = Field(default=1, gt=0, le=64)
 
@@ -184,6 +189,7 @@ class Hardware:
     intra_link: Link | None
     inter_link: Link
     achievable: Achievable
+    kv_path_pj_per_bit: float = 0.0  # extra pJ per KV-cache bit moved, any tier, on top of its pj_per_bit
     kv_memory: str | None = None
 
     def flops_per_s(self, dtype: str) -> float:
@@ -306,6 +312,7 @@ def load_hardware(name_or_path: str | Path, kv_memory: str | None = None) -> Har
             a.node_overhead,
             a.attention_bytes_per_s_per_work_item,
         ),
+        kv_path_pj_per_bit=spec.chip.kv_data_path_energy,
         kv_memory=kv_memory,
     )
 

@@ -12,8 +12,9 @@ Time model of a group (stated once, used everywhere):
   a ring all-reduce of its output (bytes over the intra-group link plus one synchronization latency);
 - sending the activations to the next group overlaps with the next micro-batch (a separate resource);
 - a user's token passes all S stages: token time = S * cycle + (S - 1) * inter-group latency.
-Energy: bits moved per tier x (device + chip data-path pJ/bit), FLOPs x pJ/FLOP, link bits x link pJ/bit,
-and the chips' static power over the time a token takes, shared by the users in flight.
+Energy: bits moved per tier x (device + chip data-path pJ/bit), plus the chip's KV data-path pJ/bit on KV
+bits only, FLOPs x pJ/FLOP, link bits x link pJ/bit, and the chips' static power over the time a token
+takes, shared by the users in flight.
 """
 
 from __future__ import annotations
@@ -136,7 +137,9 @@ def node_cost(
         overhead_s=a.node_overhead_s,
         collective_s=collective_s,
         weight_j={t.name: weight_read * BITS_PER_BYTE * t.pj_per_bit * PJ for t in hw.tiers},
-        kv_j={t.name: kv_moved * BITS_PER_BYTE * t.pj_per_bit * PJ for t in hw.tiers},
+        kv_j={
+            t.name: kv_moved * BITS_PER_BYTE * (t.pj_per_bit + hw.kv_path_pj_per_bit) * PJ for t in hw.tiers
+        },
         compute_j=(weight_flops + context_flops) * hw.pj_per_flop * PJ,
         collective_j=collective_j,
     )

@@ -3,7 +3,7 @@
 The time model is that of planner/cost.py (FORMULATION.md section 2): each node runs a weight phase
 max(weight bytes / bandwidth, matmul FLOPs / peak) and a context phase max(KV bytes / bandwidth,
 attention FLOPs / peak), one after another. Energy = bits moved x (memory device + chip data path) pJ/bit
-+ FLOPs x pJ/FLOP + static power x token time / users.
++ KV bits moved x the chip's extra KV data path pJ/bit + FLOPs x pJ/FLOP + static power x token time / users.
 
 Another engineer calibrates instances/hardware/h100-sxm.yaml, so the energy coefficients are read from
 the loaded hardware; the datasheet figures (3.35 TB/s HBM3, 989 TFLOP/s bf16 dense) are fixed.
@@ -87,7 +87,8 @@ def test_llama_8b_one_h100_one_user_by_hand():
     weight bytes = 8,192 + 32 x (83,894,272 + 352,329,728) + 1,050,681,344 = 15,009,857,536 B -> 4.48055 ms;
     KV bytes = 32 x (4,096 + 1) x 4,096 = 537,001,984 B -> 0.16030 ms; token time 4.64085 ms.
     FLOPs = 32 x (83,886,080 + 4,096 x 16,384 + 352,321,536) + 1,050,673,152 = 17,156,800,512.
-    Energy: bytes x 8 x (HBM3 5.0 + data path) pJ/bit, FLOPs x pJ/FLOP, static W x 4.64 ms."""
+    Energy: bytes x 8 x (HBM3 5.0 + data path) pJ/bit (+ the KV data path on KV bytes), FLOPs x pJ/FLOP,
+    static W x 4.64 ms."""
     hw = load_hardware("h100-sxm")
     (tier,) = hw.tiers
     assert (tier.bw_bytes_per_s, hw.peak_flops_per_s["bf16"]) == (H100_BW, H100_BF16)
@@ -100,12 +101,13 @@ def test_llama_8b_one_h100_one_user_by_hand():
 
     row = sol("llama-3.1-8b", "h100-sxm", [1], 4096, chips=1).iloc[0]
     pj_bit, pj_flop, static_w = tier.pj_per_bit, hw.pj_per_flop, hw.static_power_w
+    kv_pj_bit = pj_bit + hw.kv_path_pj_per_bit
     expected = {
         "time_ms": seconds * 1e3,
         "weight_ms": 15_009_857_536 / H100_BW * 1e3,
         "kv_ms": 537_001_984 / H100_BW * 1e3,
         "weight_j": 15_009_857_536 * 8 * pj_bit * 1e-12,
-        "kv_j": 537_001_984 * 8 * pj_bit * 1e-12,
+        "kv_j": 537_001_984 * 8 * kv_pj_bit * 1e-12,
         "compute_j": 17_156_800_512 * pj_flop * 1e-12,
         "idle_j": static_w * seconds,
     }
@@ -134,7 +136,8 @@ def test_llama_8b_one_h100_512_users_compute_bound():
     # weights read once for all 512 users, energy per token divided by 512
     weight_bytes = 512 * EMBED_ROW + LAYERS * (ATTN_BYTES + FFN_BYTES) + HEAD_BYTES
     assert row["weight_j"] == pytest.approx(weight_bytes * 8 * tier.pj_per_bit * 1e-12 / 512, rel=1e-6)
-    assert row["kv_j"] == pytest.approx(hand["kv_bytes"] * 8 * tier.pj_per_bit * 1e-12 / 512, rel=1e-6)
+    kv_pj_bit = tier.pj_per_bit + hw.kv_path_pj_per_bit
+    assert row["kv_j"] == pytest.approx(hand["kv_bytes"] * 8 * kv_pj_bit * 1e-12 / 512, rel=1e-6)
     assert row["compute_j"] == pytest.approx(hand["flops"] * hw.pj_per_flop * 1e-12 / 512, rel=1e-6)
     assert row["idle_j"] == pytest.approx(hw.static_power_w * hand["seconds"] / 512, rel=1e-6)
     assert row["tokens_per_s"] == pytest.approx(512 / hand["seconds"], rel=1e-6)
@@ -160,6 +163,16 @@ def test_default_chips_fit_and_too_few_warn():
     squeezed = sol("llama-3.1-70b", "h100-sxm", [1], 4096, chips=1).iloc[0]
     assert not squeezed["fits"]
     assert squeezed["warning"] == "does not fit: hbm3 over by 62.4 GB on 1 chips; give more --chips"
+
+
+def test_warning_when_more_chips_cannot_help():
+    """Llama-3.1-70B, 4,096 users at 131,072 tokens: one attention layer holds 4,096 x 131,072 x 4,096 B
+    = 2,199.0 GB of KV (+ 0.3 GB of weights), more than a group of 8 x 80 GB: no chip count fits, and the
+    warning says so instead of asking for more --chips."""
+    row = sol("llama-3.1-70b", "h100-sxm", [4096], 131072, chips=8).iloc[0]
+    assert not row["fits"]
+    assert row["warning"].startswith("does not fit: L0.attn alone holds 2,199.3 GB")
+    assert "more chips do not help" in row["warning"] and "640.0 GB" in row["warning"]
 
 
 # ------------------------------------------------------------------------------------ the sol command
