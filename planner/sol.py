@@ -200,5 +200,21 @@ def sol(
         row["model"], row["hardware"] = model.name, hw.name + (f"+{hw.kv_memory}" if hw.kv_memory else "")
         row["mode"] = "achievable" if achievable else "sol"
         row["micro_batches"] = micro_batches(u, stages)
+        if not row["fits"]:
+            row["warning"] = _unfixable_by_chips(model, hw_used, u, context) or row["warning"]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _unfixable_by_chips(model: Model, hw: Hardware, users: int, context: int) -> str:
+    """The warning when one node alone overflows a chip group, so that more chips cannot help; else ''."""
+    sizes = {n: node_bytes(model.graph, n, users, context) for n in model.graph.nodes}
+    biggest = max(sizes, key=sizes.get)
+    capacity = sum(t.capacity_bytes for t in hw.tiers) * hw.chips_per_group
+    if sizes[biggest] <= capacity:
+        return ""
+    return (
+        f"does not fit: {biggest} alone holds {sizes[biggest] / 1e9:,.1f} GB (its weights and the KV of "
+        f"{users:,} users), more than a group of {hw.chips_per_group} chips ({capacity / 1e9:,.1f} GB); "
+        "more chips do not help: use fewer users, a shorter context or a smaller KV dtype"
+    )
