@@ -633,6 +633,11 @@ def _command_line() -> str:
     return shlex.join(["planner", *sys.argv[1:]])
 
 
+def _records(frame) -> list[dict]:
+    """Rows of a DataFrame with missing values as None (blank in tables, null in JSON)."""
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+
+
 def _counting_bar(total: int, description: str, disable: bool = False):
     """A rich progress bar on stderr that counts finished cases: (bar, advance(label))."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -797,10 +802,10 @@ def compare_command(
 
         paths = write_comparison(result, out, _command_line(), hardware, context, min_tokens_per_s)
     if json_out:
-        print_json(result.maxima.to_dict(orient="records"))
+        print_json(_records(result.maxima))
         return
     for m in models:
-        rows = result.maxima[result.maxima["model"] == m].to_dict(orient="records")
+        rows = _records(result.maxima[result.maxima["model"] == m])
         print_table(
             f"{m} on {hardware}: context {context:,}, >= {min_tokens_per_s:g} tokens/s/user, at max users",
             [
@@ -874,7 +879,7 @@ def sweep_command(
             ("tokens_per_s", "tokens/s"),
             ("binding", "binding"),
         ],
-        frame.head(40).to_dict(orient="records"),
+        _records(frame.head(40)),
     )
     if out is not None:
         console.print(f"wrote {out}")
@@ -913,7 +918,7 @@ def study_deep_pipeline(
             ("one_mb_joules_per_token", "J/token 1 mb"),
             ("users_ratio", "ratio"),
         ],
-        result.summary.to_dict(orient="records"),
+        _records(result.summary),
     )
     console.print("wrote " + ", ".join(str(p) for p in paths))
 

@@ -162,16 +162,15 @@ def plot_memory_comparison(points: pd.DataFrame, maxima: pd.DataFrame, path: str
         for i, (memory, frame) in enumerate(both.groupby("memory", sort=False)):
             ok = frame[frame["joules_per_token"].notna() & (frame["users"] > 0)].sort_values("users")
             color = TIER_COLORS[i % len(TIER_COLORS)] if i < len(TIER_COLORS) else f"C{i}"
-            ax.plot(
-                ok["users"], ok["joules_per_token"], marker="o", ms=3, color=color, label=memory or "default"
-            )
+            label = (memory or "default") + ("" if len(ok) else ": no feasible plan")
+            ax.plot(ok["users"], ok["joules_per_token"], marker="o", ms=3, color=color, label=label)
             top = ok[ok["point"] == "max users"]
             ax.plot(top["users"], top["joules_per_token"], marker="*", ms=12, ls="none", color=color)
         front = pareto_front(both)
         ax.step(
             front["users"],
             front["joules_per_token"],
-            where="post",
+            where="pre",
             color="black",
             lw=0.8,
             label="Pareto front",

@@ -291,7 +291,7 @@ def _fmt_md(value: Any) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return ""
-        return f"{value:,.4g}" if abs(value) < 1e6 else f"{value:,.0f}"
+        return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return "" if value is None else str(value)
@@ -395,8 +395,10 @@ def compare(
 
 def pareto_front(frame: pd.DataFrame) -> pd.DataFrame:
     """Feasible points (users, joules_per_token) that no other point beats on both (more users, less J)."""
-    ok = frame[frame["joules_per_token"].notna() & (frame["users"] > 0)].sort_values(
-        ["users", "joules_per_token"], ascending=[False, True]
+    ok = (
+        frame[frame["joules_per_token"].notna() & (frame["users"] > 0)]
+        .reset_index(drop=True)
+        .sort_values(["users", "joules_per_token"], ascending=[False, True])
     )
     keep, best = [], math.inf
     for i, row in ok.iterrows():
@@ -422,6 +424,8 @@ COMPARE_COLUMNS = [
     ("tokens_per_s", "tokens/s"),
     ("tokens_per_s_per_user", "tok/s/user"),
     ("kv_gb_per_s_per_die", "KV GB/s per die"),
+    ("kv_tier_fill", "KV tier fill"),
+    ("kv_tier_bw_use", "KV tier bw use"),
 ]
 
 
@@ -563,6 +567,7 @@ def deep_pipeline(
             slow = above.tokens_per_s_per_user < problem.min_tokens_per_s * (1 - FLOOR_TOLERANCE)
             row |= {
                 "one_mb_joules_per_token": c.joules_per_token,
+                "one_mb_idle_j": c.joules_per_token_by["idle"],
                 "one_mb_tokens_per_s_per_user": c.tokens_per_s_per_user,
                 "one_mb_tokens_per_s": u_one * c.tokens_per_s_per_user,
                 "one_mb_binding": " and ".join(
@@ -640,8 +645,40 @@ def deep_pipeline_markdown(d: DeepPipeline, command: str) -> str:
             f"Best over S: {best_deep['deep_max_users']:,} users with S micro-batches (S={best_deep['stages']}, "
             f"limit {best_deep['deep_binding']}) against {best_one['one_mb_max_users']:,} with one "
             f"(S={best_one['stages']}): {ratio:,.1f}x.",
+            "",
+            _deep_reading(rows),
         ]
     return "\n".join(parts)
+
+
+def _deep_reading(rows: pd.DataFrame) -> str:
+    """What the table says, in numbers taken from it."""
+    ok = rows[rows["one_mb_max_users"] > 0]
+    if ok.empty:
+        return "No S serves even one user with one micro-batch at this floor."
+    per_s = ok["users_ratio"] / ok["stages"]
+    over_100 = ok[ok["users_ratio"] > 100]
+    at = ok.loc[ok["stages"].idxmax()]  # the deepest pipeline: where waiting groups cost most
+    idle = at.get("one_mb_idle_j", math.nan) / at["one_mb_joules_per_token"]
+    text = (
+        f"Why: the users ratio is {per_s.min():.2f}-{per_s.max():.2f} x S. With one micro-batch only one of "
+        f"the S groups works at a time, so every user's KV read and FLOPs pass through one group's "
+        f"bandwidth and compute within 1/r: the one-micro-batch maximum stays between "
+        f"{ok['one_mb_max_users'].min():,} and {ok['one_mb_max_users'].max():,} users, while the "
+        f"deep pipeline keeps all S groups busy: {rows['deep_max_users'].iloc[0]:,} users at S="
+        f"{rows['stages'].iloc[0]}, {rows['deep_max_users'].max():,} at best. "
+    )
+    text += (
+        f"More than 100x needs S > 100 at equal S (here: {', '.join(f'S={s}' for s in over_100['stages'])}). "
+        if len(over_100)
+        else "No S here gives more than 100x at equal S. "
+    )
+    text += (
+        f"Energy: at S={at['stages']} the one-micro-batch pipeline spends {at['one_mb_joules_per_token']:.3g} J/token "
+        f"at its {at['one_mb_max_users']:,} users ({100 * idle:.0f}% idle power of the waiting groups) against "
+        f"{at['deep_joules_per_token_at_one_mb_users']:.3g} J/token for S micro-batches at the same users."
+    )
+    return text
 
 
 def write_deep_pipeline(d: DeepPipeline, out: str | Path, command: str) -> list[Path]:
@@ -691,6 +728,23 @@ KV_KEYS = ("model", "hardware", "memory", "fixed_stages", "users", "context", "m
 
 def kv_demand_markdown(plans: pd.DataFrame, techs: pd.DataFrame, command: str) -> str:
     """results/kv_demand.md: the technologies' bandwidth/capacity, each plan's demand, the verdict."""
+    techs = techs.copy()
+    tech_columns = [
+        ("memory", "memory"),
+        ("kind", "kind"),
+        ("capacity_gb_per_die", "GB per die"),
+        ("bandwidth_gb_per_s_per_die", "GB/s per die"),
+        ("bw_per_capacity_per_s", "bandwidth/capacity (1/s)"),
+        ("pj_per_bit", "pJ/bit"),
+    ]
+    for r in sorted(plans["min_tokens_per_s"].unique()):
+        ratio = techs["bw_per_capacity_per_s"] / r
+        techs[f"limit_{r:g}"] = ["capacity" if x > 1 else "bandwidth" for x in ratio]
+        techs[f"usable_{r:g}"] = [f"{min(1.0, x):.0%}" for x in ratio]
+        tech_columns += [
+            (f"limit_{r:g}", f"KV at {r:g} tok/s limited by"),
+            (f"usable_{r:g}", f"usable for KV at {r:g}"),
+        ]
     lines = [
         "# KV bandwidth demand per byte of KV stored",
         "",
@@ -705,17 +759,11 @@ def kv_demand_markdown(plans: pd.DataFrame, techs: pd.DataFrame, command: str) -
         "",
         "## Technologies",
         "",
-        markdown_table(
-            techs,
-            [
-                ("memory", "memory"),
-                ("kind", "kind"),
-                ("capacity_gb_per_die", "GB per die"),
-                ("bandwidth_gb_per_s_per_die", "GB/s per die"),
-                ("bw_per_capacity_per_s", "bandwidth/capacity (1/s)"),
-                ("pj_per_bit", "pJ/bit"),
-            ],
-        ),
+        "At a per-user floor of r tokens/s the KV demand is r (1 + 1/L) per second per byte stored. "
+        "`usable for KV at r` is the share of a technology's capacity its bandwidth can serve at that "
+        "rate, min(1, bandwidth/capacity / r), with KV alone in the tier.",
+        "",
+        markdown_table(techs, tech_columns),
         "",
         "## Plans",
         "",

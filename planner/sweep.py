@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import functools
+import hashlib
 import itertools
 import json
 import multiprocessing
@@ -35,7 +37,7 @@ from planner.errors import InfeasibleError, PlannerInputError, problems_from_val
 from planner.fileio import read_mapping, write_bytes_atomic, write_text_atomic
 from planner.instance import InstanceSpec, SolverSpec, resolve
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 KEY_COLUMNS = (
     "model",
     "hardware",
@@ -194,6 +196,7 @@ class CaseResult:
                 "spec": self.spec.model_dump(mode="json"),
                 "row": self.row,
                 "plan": self.plan,
+                "inputs": inputs_fingerprint(self.spec),
             },
             sort_keys=True,
         )
@@ -250,6 +253,8 @@ def run_case(spec_data: dict[str, Any]) -> str:
         row |= {"status": "error", "binding": "", "explanation": f"{type(exc).__name__}: {exc}"}
         row["solve_s"] = time.perf_counter() - started
         return CaseResult(spec, row, None).to_json()
+    if plan.solver.status == "interrupted":  # solve_problem keeps a partial best on Ctrl-C: not a result
+        raise KeyboardInterrupt
     row |= {"binding": "", "explanation": "", "proven": True}
     row |= case_row(problem, plan)
     row["solve_s"] = time.perf_counter() - started
@@ -257,8 +262,51 @@ def run_case(spec_data: dict[str, Any]) -> str:
     return CaseResult(spec, row, placement).to_json()
 
 
+RESULT_MODULES = (
+    "cost",
+    "milp",
+    "exhaustive",
+    "solve",
+    "plan",
+    "model",
+    "catalog",
+    "instance",
+    "units",
+    "studies",
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def inputs_fingerprint(spec: InstanceSpec) -> str:
+    """Hash of everything besides the instance that a result depends on: the planner modules that compute
+    it, the model config, the hardware file and the memory technologies. A cached result whose
+    fingerprint differs (the cost model, the MILP or a datasheet changed) is solved again."""
+    from planner.catalog import HARDWARE_DIR, MEMORY_DIR
+    from planner.model import resolve_config_path
+
+    package = Path(__file__).resolve().parent
+    paths = [package / f"{m}.py" for m in RESULT_MODULES]
+    paths.append(resolve_config_path(spec.model))
+    hardware = HARDWARE_DIR / f"{spec.hardware}.yaml"
+    paths.append(hardware if hardware.is_file() else Path(spec.hardware))
+    paths += sorted(MEMORY_DIR.glob("*.yaml"))
+    if spec.kv_memory and Path(spec.kv_memory).is_file():
+        paths.append(Path(spec.kv_memory))
+    digest = hashlib.sha256()
+    for path in paths:
+        if path.is_file():
+            stat = path.stat()
+            digest.update(f"{path.name}:{_file_digest(str(path), stat.st_mtime_ns, stat.st_size)};".encode())
+    return digest.hexdigest()[:16]
+
+
 class Cache:
-    """Case results as DIR/<instance digest>.json; a file whose version or instance differs is ignored."""
+    """Case results as DIR/<instance digest>.json. A file is used only if its format version, instance
+    and inputs fingerprint (code and data files, see inputs_fingerprint) all match; else it is redone."""
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
@@ -273,6 +321,8 @@ class Cache:
         except (OSError, ValueError):
             return None
         if data.get("version") != CACHE_VERSION or data.get("spec") != spec.model_dump(mode="json"):
+            return None
+        if data.get("inputs") != inputs_fingerprint(spec):
             return None
         return CaseResult(spec, data["row"], data["plan"])
 

@@ -77,7 +77,8 @@ needs_solver = pytest.mark.skipif(not _solver_available(), reason="planner.milp 
 
 
 @needs_solver
-def test_max_users_agrees_with_independent_solves(tmp_path):
+@pytest.mark.parametrize("floor", [20, 300])  # capacity binds at 20 tokens/s, the speed floor at 300
+def test_max_users_agrees_with_independent_solves(tmp_path, floor):
     """U* from the search; then a fresh solve (no cache) at U* is feasible and at U* + 1 infeasible."""
     from planner.api import solve
     from planner.capacity import max_users
@@ -85,7 +86,7 @@ def test_max_users_agrees_with_independent_solves(tmp_path):
     from planner.instance import resolve
     from planner.plan import evaluate
 
-    spec = spec_from_flags(**SMALL)
+    spec = spec_from_flags(**{**SMALL, "min_tokens_per_s": floor})
     result = max_users(spec, cache=tmp_path)
     assert result.exact and result.max_users > 0
     u = result.max_users

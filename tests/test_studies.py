@@ -168,3 +168,87 @@ def test_case_row_columns_are_the_declared_ones(problem):
     row = case_row(problem, plan)
     assert list(row) == ["status", *CASE_COLUMNS]
     assert row["one_mb_max_users"] >= 1 and row["kv_tier"] in ("sram", "hbm3e")
+
+
+def test_pareto_front_ignores_duplicate_index_labels():
+    a = pd.DataFrame({"memory": ["x", "x"], "users": [64, 1024], "joules_per_token": [0.23, 0.1445]})
+    b = pd.DataFrame({"memory": ["x"], "users": [60705], "joules_per_token": [0.1413]})
+    front = pareto_front(pd.concat([a, b]))
+    assert list(front["users"]) == [60705]
+
+
+def _solver_available() -> bool:
+    try:
+        import planner.solve  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_solver = pytest.mark.skipif(not _solver_available(), reason="planner.milp not available yet")
+
+
+@needs_solver
+def test_deep_pipeline_study_on_a_small_model(tmp_path):
+    """With S = 1 one micro-batch is the deep pipeline: both maxima agree exactly; deeper S serve more."""
+    from planner.studies import deep_pipeline, write_deep_pipeline
+    from planner.sweep import SweepSpec
+
+    spec = SweepSpec(
+        name="small deep pipeline",
+        models=["llama-3.1-8b"],
+        hardware=["sram-pipeline"],
+        memory=["hbm3e"],
+        users=[1, 16, 64],
+        context=[2048],
+        min_tokens_per_s=[200],
+        chips_per_group=4,
+        max_groups=4,
+        stages=[1, 2, 4],
+    )
+    d = deep_pipeline(spec, cache=tmp_path / "cache", workers=1)
+    rows = d.summary.set_index("stages")
+    assert rows.loc[1, "deep_max_users"] == rows.loc[1, "one_mb_max_users"] > 0
+    assert rows.loc[4, "deep_max_users"] > rows.loc[1, "deep_max_users"]
+    assert rows.loc[4, "users_ratio"] > 1
+    paths = write_deep_pipeline(d, tmp_path / "out", "planner study deep-pipeline --sweep small.yaml")
+    assert [p.name for p in paths] == ["deep_pipeline.csv", "deep_pipeline.md", "deep_pipeline.png"]
+    assert "planner study deep-pipeline --sweep small.yaml" in paths[1].read_text()
+
+
+@needs_solver
+def test_compare_on_a_small_model(tmp_path):
+    from planner.capacity import max_users
+    from planner.instance import spec_from_flags
+    from planner.studies import compare, write_comparison
+
+    c = compare(
+        ["llama-3.1-8b"],
+        "sram-pipeline",
+        ["hbm3e", "novel-kv-dram"],
+        [1, 16],
+        2048,
+        20,
+        chips_per_group=4,
+        max_groups=2,
+        cache=tmp_path / "cache",
+        workers=1,
+    )
+    assert len(c.points) == 4 and len(c.maxima) == 2
+    parts = c.points[["weight_j", "kv_j", "compute_j", "link_j", "idle_j"]].sum(axis=1)
+    assert list(parts) == pytest.approx(list(c.points["joules_per_token"]), rel=1e-9)
+    alone = max_users(
+        spec_from_flags(
+            model="llama-3.1-8b",
+            hardware="sram-pipeline",
+            kv_memory="novel-kv-dram",
+            chips_per_group=4,
+            max_groups=2,
+            users=1,
+            context=2048,
+            min_tokens_per_s=20,
+        )
+    )
+    assert c.maxima.set_index("memory").loc["novel-kv-dram", "max_users"] == alone.max_users
+    paths = write_comparison(c, tmp_path / "out", "planner compare ...", "sram-pipeline", 2048, 20)
+    assert all(p.is_file() for p in paths)

@@ -153,3 +153,19 @@ def test_sweep_cli_writes_the_table(cli, tmp_path):
     result = cli(["sweep", write(tmp_path, SMALL), "--out", out, "--cache", tmp_path / "c", "--workers", "1"])
     assert result.exit_code == 0, result.output
     assert len(pd.read_csv(out)) == 4
+
+
+def test_cache_ignores_results_of_other_code_or_data(tmp_path):
+    """A cached file is used only if its inputs fingerprint (code and data files) still matches."""
+    from planner.sweep import CaseResult
+
+    spec = SweepSpec.model_validate(SMALL).cases()[0]
+    cache = Cache(tmp_path)
+    cache.put(CaseResult(spec, {"status": "infeasible", "binding": "capacity"}, None))
+    assert cache.get(spec).row["binding"] == "capacity"
+    path = cache.path(spec)
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "inputs": "0" * 16}))
+    assert cache.get(spec) is None
+    path.write_text("{ half a file")
+    assert cache.get(spec) is None
