@@ -412,9 +412,17 @@ def run_cases(
             try:
                 for future in cf.as_completed(futures):
                     done(CaseResult.from_json(future.result()))
-            except BaseException:
+            except BaseException as exc:
                 for future in futures:
                     future.cancel()
+                if scheduler is not None and "deserializ" in str(exc):
+                    raise PlannerInputError(
+                        "--dask",
+                        [
+                            f"the workers of {scheduler} cannot load the planner ({str(exc).splitlines()[0]}); "
+                            "install this project in the workers' environment (pip install -e .)"
+                        ],
+                    ) from None
                 raise
     return [results[spec.digest()] for spec in cases]
 
