@@ -288,6 +288,16 @@ def test_unknown_model_name_and_dtype():
         load_model("llama-3.1-8b", kv_dtype="bf17")
 
 
+def test_model_from_a_directory_or_a_yaml_file(tmp_path: Path):
+    """A downloaded HF checkpoint folder (its config.json is read) or a YAML file with the same fields."""
+    _write(tmp_path, _config("llama-3.1-8b"))
+    assert load_model(tmp_path).total_params == 8_030_261_248
+    (tmp_path / "llama.yaml").write_text(
+        "\n".join(f"{k}: {json.dumps(v)}" for k, v in _config("llama-3.1-8b").items())
+    )
+    assert load_model(tmp_path / "llama.yaml").total_params == 8_030_261_248
+
+
 def test_hf_config_ignores_unrelated_fields():
     config = HFConfig.model_validate({**_config("llama-3.1-8b"), "rope_scaling": {"factor": 8.0}})
     assert config.hidden_size == 4096
