@@ -394,6 +394,18 @@ def solve_command(
         console.print(f"wrote {out}")
 
 
+def _per_stage_text(per_stage: dict) -> str:
+    """'S=2: 0.2009  S=3..124: pruned': numbers per S, runs of the same status folded."""
+    parts: list[tuple[int, int, str]] = []
+    for s, v in per_stage.items():
+        text = f"{v:.4g}" if isinstance(v, float) else str(v)
+        if parts and not isinstance(v, float) and parts[-1][2] == text and parts[-1][1] == s - 1:
+            parts[-1] = (parts[-1][0], s, text)
+        else:
+            parts.append((s, s, text))
+    return "  ".join(f"S={a}: {t}" if a == b else f"S={a}..{b}: {t}" for a, b, t in parts)
+
+
 def _print_plan_summary(problem, plan, facts) -> None:
     f = plan.figures
     e = facts["joules_per_token_by"]
@@ -415,11 +427,7 @@ def _print_plan_summary(problem, plan, facts) -> None:
         f"cycle {facts['cycle_ms']:.4g} ms, token {facts['token_ms']:.4g} ms = {facts['tokens_per_s_per_user']:.4g} "
         f"tokens/s per user, {facts['tokens_per_s']:,.0f} tokens/s in all, {facts['power_w']:,.0f} W"
     )
-    per_stage = "  ".join(
-        f"S={s}: {v:.4g}" if isinstance(v, float) else f"S={s}: {v}"
-        for s, v in facts["per_stage_count"].items()
-    )
-    console.print(f"J/token by S: {per_stage}", soft_wrap=True)
+    console.print(f"J/token by S: {_per_stage_text(facts['per_stage_count'])}", soft_wrap=True)
     rows = []
     for g in f["groups"]:
         fill = ", ".join(f"{t} {100 * g['resident_gb'][t] / g['capacity_gb'][t]:.0f}%" for t in problem.tiers)

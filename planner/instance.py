@@ -56,7 +56,11 @@ class SolverSpec(_Strict):
     stages: int | None = Field(default=None, gt=0, le=100_000, description="fix S instead of enumerating")
     time_limit: Seconds | None = Field(default=None, gt=0, description="per solve of one S")
     gap: float = Field(default=1e-4, ge=0, le=1)
-    method: str = Field(default="milp", pattern="^(milp|exhaustive)$")
+    method: str = Field(
+        default="milp",
+        pattern="^(milp|pyomo|exhaustive)$",
+        description="milp: exact search + Pyomo MILP placement; pyomo: one Pyomo MILP per S; exhaustive",
+    )
 
 
 class InstanceSpec(_Strict):

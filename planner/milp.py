@@ -47,8 +47,12 @@ then bisection order). The same input gives the same output.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import heapq
 import math
+import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -308,12 +312,27 @@ class _Frontier:
 
 
 def _new_highs() -> highspy.Highs:
-    h = highspy.Highs()
+    with _quiet_stdout():  # HiGHS prints its banner on stdout at the first construction in a process
+        h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", 1)
     h.setOptionValue("primal_feasibility_tolerance", 1e-10)
     h.setOptionValue("dual_feasibility_tolerance", 1e-10)
     return h
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silence file descriptor 1 (C-level printf included) so `--json` output stays clean."""
+    sys.stdout.flush()
+    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
 
 
 class _SliceLP:
@@ -950,7 +969,9 @@ def _lin(coefs: list[float], variables: list) -> LinearExpression:
     return LinearExpression(constant=0.0, linear_coefs=coefs, linear_vars=variables)
 
 
-def build_milp(d: StageData, sc: _Scaled, arcs: _Arcs) -> tuple[pyo.ConcreteModel, dict]:
+def build_milp(
+    d: StageData, sc: _Scaled, arcs: _Arcs, fixed_cycle: float | None = None
+) -> tuple[pyo.ConcreteModel, dict]:
     """The path-form MILP over `arcs` (scaled units): binary z per arc, per (arc, class, item) tier
     fractions f (summing to z) and roofline epigraph p, capacity rows, busy <= T per arc, the S busy
     times summing to at most S*T, flow from position 0 to N with exactly S arcs.
@@ -961,6 +982,8 @@ def build_milp(d: StageData, sc: _Scaled, arcs: _Arcs) -> tuple[pyo.ConcreteMode
     m.z = pyo.Var(range(na), domain=pyo.Binary)
     t_max = d.t_max_s / sc.time_unit_s
     m.T = pyo.Var(bounds=(float(arcs.t_feas.min()), t_max if math.isfinite(t_max) else None))
+    if fixed_cycle is not None:  # scaled units; with T fixed the path form's relaxation is nearly integral
+        m.T.fix(fixed_cycle)
     free = []
     for a in range(na):
         cnt = counts[arcs.ends[a]] - counts[arcs.starts[a]]
@@ -1046,11 +1069,15 @@ def solve_stages_milp(
     rel_gap: float = 1e-4,
     threads: int | None = None,
     allowed_tiers: Sequence[str] | None = None,
+    cycle_s: float | None = None,
 ) -> StageSolution:
     """solve_stages through one Pyomo MILP solved by HiGHS (pyomo.contrib.solver "highs").
 
-    Same arcs and the same answer as solve_stages, usually far slower (weak relaxation of the
-    min-max cycle); kept to measure and to cross-check. build_s includes pricing the arcs.
+    With `cycle_s` None: the same arcs and the same answer as solve_stages, usually far slower (weak
+    relaxation of the min-max cycle); kept to measure and to cross-check. With `cycle_s` given (the
+    optimal cycle found by solve_stages), T is fixed, only arcs that run within it are kept, and the
+    MILP places nodes and tiers at that cycle: this is how `planner solve` produces its final plan.
+    build_s includes pricing the arcs.
     """
     t0 = time.perf_counter()
     problem = _check_inputs(graph, users, context, stages)
@@ -1061,9 +1088,21 @@ def solve_stages_milp(
         return _empty(stages, users, "infeasible", "no tier allowed, or the hop latency alone is too slow")
     sc = _scaled(d)
     arcs = _arcs(d, sc)
+    fixed = None
+    if cycle_s is not None:
+        fixed = cycle_s * (1 + 1e-9) / sc.time_unit_s
+        keep = arcs.t_feas <= fixed
+        arcs = dataclasses.replace(
+            arcs,
+            starts=arcs.starts[keep],
+            ends=arcs.ends[keep],
+            types=arcs.types[keep],
+            t_feas=arcs.t_feas[keep],
+            link_e=arcs.link_e[keep],
+        )
     if not len(arcs):
         return _empty(stages, users, "infeasible", "no slice fits a group within the speed floor")
-    model, split_vars = build_milp(d, sc, arcs)
+    model, split_vars = build_milp(d, sc, arcs, fixed)
     build_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     try:

@@ -8,6 +8,7 @@ the binding limit and the shortfall in the user's units.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -49,6 +50,82 @@ def stage_range(problem: Problem) -> range:
     return range(low, high + 1)
 
 
+def _solve_one_s(
+    problem: Problem, stages: int, best: milp.StageSolution | None
+) -> tuple[StageRecord, milp.StageSolution | None]:
+    """One S: its lower bound (prune against the best so far), then its optimum by the chosen method."""
+    spec = problem.spec
+    args = (problem.model.graph, problem.hw, problem.users, problem.context, problem.min_tokens_per_s, stages)
+    started = time.perf_counter()
+
+    def record(status: str, sol: milp.StageSolution | None = None, bound: float | None = None) -> StageRecord:
+        return StageRecord(
+            status=status,
+            joules_per_token=None if sol is None else sol.objective,
+            best_bound=bound if sol is None else sol.best_bound,
+            solve_s=time.perf_counter() - started,
+        )
+
+    if spec.solver.method == "exhaustive":
+        sol = exhaustive.exhaustive_stages(*args, allowed_tiers=problem.tiers)
+        return record(sol.status, sol), sol
+    bound = milp.lower_bound(*args, allowed_tiers=problem.tiers)
+    if bound is None:
+        return record("infeasible"), None
+    if best is not None and bound >= best.objective * (1 - spec.solver.gap):
+        return record("pruned", bound=bound), None
+    if spec.solver.method == "pyomo":
+        sol = milp.solve_stages_milp(
+            *args, time_limit=spec.solver.time_limit, rel_gap=spec.solver.gap, allowed_tiers=problem.tiers
+        )
+    else:
+        sol = milp.solve_stages(
+            *args,
+            time_limit=spec.solver.time_limit,
+            rel_gap=spec.solver.gap,
+            allowed_tiers=problem.tiers,
+            cutoff=None if best is None else best.objective,
+        )
+        if best is not None and sol.status == "infeasible" and sol.best_bound is not None:
+            return record("pruned", bound=sol.best_bound), None  # nothing better than the cutoff
+    return record(sol.status, sol), sol
+
+
+def _final_placement(problem: Problem, best: milp.StageSolution) -> milp.StageSolution:
+    """Place nodes and tiers with the Pyomo MILP at the optimal S and cycle found by the search.
+
+    With the cycle fixed the path-form MILP is small and its relaxation nearly integral; its optimum
+    equals the search's (tests check 1e-6). Should it come out worse (a solver tolerance), the search's
+    placement is kept and the message says so."""
+    spec = problem.spec
+    final = milp.solve_stages_milp(
+        problem.model.graph,
+        problem.hw,
+        problem.users,
+        problem.context,
+        problem.min_tokens_per_s,
+        best.stages,
+        time_limit=spec.solver.time_limit,
+        rel_gap=1e-7,
+        allowed_tiers=problem.tiers,
+        cycle_s=best.cycle_s,
+    )
+    if (
+        final.objective is not None
+        and final.groups is not None
+        and final.objective <= best.objective * (1 + 1e-6)
+    ):
+        return dataclasses.replace(
+            final,
+            best_bound=best.best_bound,
+            message=f"S and cycle by exact search; placement by the Pyomo MILP at that cycle ({final.message})",
+        )
+    return dataclasses.replace(
+        best,
+        message=f"Pyomo MILP at the optimal cycle ended {final.status} ({final.objective}); search placement kept",
+    )
+
+
 def solve_problem(problem: Problem, progress: Progress | None = None) -> Plan:
     """Best plan over all S; raises InfeasibleError with the binding limit when none is feasible.
 
@@ -56,76 +133,45 @@ def solve_problem(problem: Problem, progress: Progress | None = None) -> Plan:
     if none was found it propagates.
     """
     spec = problem.spec
-    method = spec.solver.method
+    started = time.perf_counter()
     records: dict[int, StageRecord] = {}
     best: milp.StageSolution | None = None
-    build_s = solve_s = 0.0
+    build_s = 0.0
     interrupted = False
-    args = (problem.model.graph, problem.hw, problem.users, problem.context, problem.min_tokens_per_s)
     try:
         for stages in stage_range(problem):
-            started = time.perf_counter()
-            if method == "exhaustive":
-                sol = exhaustive.exhaustive_stages(*args, stages, allowed_tiers=problem.tiers)
-            else:
-                bound = milp.lower_bound(*args, stages, allowed_tiers=problem.tiers)
-                if bound is None:
-                    record = StageRecord(status="infeasible", solve_s=time.perf_counter() - started)
-                    records[stages] = record
-                    if progress:
-                        progress(stages, record)
-                    continue
-                if best is not None and bound >= best.objective * (1 - spec.solver.gap):
-                    record = StageRecord(
-                        status="pruned", best_bound=bound, solve_s=time.perf_counter() - started
-                    )
-                    records[stages] = record
-                    if progress:
-                        progress(stages, record)
-                    continue
-                sol = milp.solve_stages(
-                    *args,
-                    stages,
-                    time_limit=spec.solver.time_limit,
-                    rel_gap=spec.solver.gap,
-                    allowed_tiers=problem.tiers,
-                    cutoff=None if best is None else best.objective,
-                )
-            build_s += sol.build_s
-            solve_s += sol.solve_s
-            record = StageRecord(
-                status=sol.status,
-                joules_per_token=sol.objective,
-                best_bound=sol.best_bound,
-                solve_s=time.perf_counter() - started,
-            )
+            record, sol = _solve_one_s(problem, stages, best)
             records[stages] = record
             if progress:
                 progress(stages, record)
+            if sol is None:
+                continue
+            build_s += sol.build_s
             if (
                 sol.objective is not None
                 and sol.groups is not None
                 and (best is None or sol.objective < best.objective)
             ):
                 best = sol
+        if best is not None and spec.solver.method == "milp":
+            best = _final_placement(problem, best)
+            build_s += best.build_s
     except KeyboardInterrupt:
         if best is None:
             raise
         interrupted = True
     if best is None:
         raise explain_infeasible(problem, records)
-    # the proven bound over all S: each S's bound (pruned ones included); gap of the chosen plan
-    bounds = [
-        r.best_bound if r.best_bound is not None else r.joules_per_token
-        for r in records.values()
-        if r.status != "infeasible"
-    ]
+    # the proven bound over all S: the least of every S's bound (pruned S included)
+    bounds = [r.best_bound if r.best_bound is not None else r.joules_per_token for r in records.values()]
     overall_bound = min((b for b in bounds if b is not None), default=best.best_bound)
-    status = (
-        "interrupted"
-        if interrupted
-        else ("time_limit" if any(r.status == "time_limit" for r in records.values()) else "optimal")
-    )
+    overall_bound = min(overall_bound, best.objective) if overall_bound is not None else None
+    if interrupted:
+        status = "interrupted"
+    elif any(r.status == "time_limit" for r in records.values()):
+        status = "time_limit"
+    else:
+        status = "optimal"
     gap = max(0.0, (best.objective - overall_bound) / best.objective) if overall_bound is not None else None
     plan = Plan(
         instance=spec,
@@ -134,13 +180,13 @@ def solve_problem(problem: Problem, progress: Progress | None = None) -> Plan:
         weight_split=clean_split(best.weight_split),
         kv_split=clean_split(best.kv_split),
         solver=SolverFacts(
-            method=method,
+            method=spec.solver.method,
             status=status,
             objective=best.objective,
             best_bound=overall_bound,
             gap=gap,
             build_s=build_s,
-            solve_s=solve_s,
+            solve_s=time.perf_counter() - started,
             per_stage=records,
             message=best.message,
         ),
