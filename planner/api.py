@@ -41,10 +41,7 @@ def sol(
     """Speed-of-light breakdown per decode token, one row per user count (see planner.sol)."""
     m = _as_model(model, weight_dtype, kv_dtype)
     hw = _as_hardware(hardware, kv_memory)
-    try:
-        return _sol.sol(m, hw, list(users), context, chips=chips, achievable=achievable)
-    except ValueError as exc:
-        raise PlannerInputError("--chips", [str(exc)]) from None
+    return _sol.sol(m, hw, list(users), context, chips=chips, achievable=achievable)
 
 
 def write_graph(model: Model, path: str | Path) -> Path:

@@ -388,10 +388,17 @@ def solve_command(
     facts = summary(plan, result.cost)
     if json_out:
         print_json(facts)
-        return
-    _print_plan_summary(problem, plan, facts)
-    if out is not None:
-        console.print(f"wrote {out}")
+    else:
+        _print_plan_summary(problem, plan, facts)
+        if out is not None:
+            console.print(f"wrote {out}")
+    if plan.solver.status == "interrupted":
+        err_console.print(
+            "interrupted: the plan above is the best found before Ctrl-C"
+            + (f" and was written to {out}" if out is not None else "; give --out to keep it"),
+            highlight=False,
+        )
+        raise typer.Exit(130)
 
 
 def _per_stage_text(per_stage: dict) -> str:

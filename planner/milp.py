@@ -493,7 +493,7 @@ class _TimeUp(Exception):
     """The time limit passed while the slices were being priced."""
 
 
-def _arcs(d: StageData, sc: _Scaled, deadline: float = math.inf) -> _Arcs:
+def _arcs(d: StageData, sc: _Scaled, deadline: float = math.inf, frontiers_wanted: bool = True) -> _Arcs:
     """Every slice whose tier-split LP fits and whose least busy time meets the speed floor.
 
     For each start the slice grows until it no longer fits, is too slow or leaves fewer nodes than the
@@ -522,7 +522,10 @@ def _arcs(d: StageData, sc: _Scaled, deadline: float = math.inf) -> _Arcs:
                     memo[key] = -1
                 else:
                     memo[key] = len(frontiers)
-                    frontiers.append(lp.frontier(x))
+                    if frontiers_wanted:
+                        frontiers.append(lp.frontier(x))
+                    else:  # the least-time vertex only (fastest_cycle_s)
+                        frontiers.append(_Frontier(np.array([t_min]), np.zeros(1), (), ()))
                 solves += 1
             if memo[key] < 0:
                 break
@@ -856,6 +859,35 @@ def solve_stages(
             + ("" if finished else "; time limit: incumbent and proven bound")
         ),
     )
+
+
+def fastest_cycle_s(
+    graph: nx.DiGraph,
+    hw: Hardware,
+    users: int,
+    context: int,
+    stages: int,
+    allowed_tiers: Sequence[str] | None = None,
+) -> float | None:
+    """The least cycle T (s) that any placement on exactly `stages` stages reaches within capacity,
+    energy ignored and no speed floor: a bottleneck path (min over paths of the max slice time) over
+    the slices that fit a group. None when no placement fits. Used to explain an unreachable floor."""
+    if _check_inputs(graph, users, context, stages):
+        return None
+    d = stage_data(graph, hw, users, context, 0.0, stages, allowed_tiers)
+    if not d.tiers:
+        return None
+    sc = _scaled(d)
+    arcs = _arcs(d, sc, frontiers_wanted=False)
+    if not len(arcs):
+        return None
+    best = np.full(d.n + 1, np.inf)
+    best[0] = 0.0
+    for _ in range(stages):
+        reach = np.full(d.n + 1, np.inf)
+        np.minimum.at(reach, arcs.ends, np.maximum(best[arcs.starts], arcs.t_feas))
+        best = reach
+    return None if not np.isfinite(best[d.n]) else float(best[d.n]) * sc.time_unit_s
 
 
 def _solve_lp(

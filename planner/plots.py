@@ -9,6 +9,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+matplotlib.rcParams["text.parse_math"] = False  # names like "a$b" are text, not TeX
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 

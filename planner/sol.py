@@ -16,6 +16,7 @@ import pandas as pd
 
 from planner.catalog import Hardware
 from planner.cost import PipelineCost, micro_batches, pipeline_cost
+from planner.errors import PlannerInputError
 from planner.model import Model, kv_tokens
 
 
@@ -190,7 +191,7 @@ def sol(
         chips = chips_to_fit(model, hw_used, max(users), context)
     per_group = min(chips, hw.chips_per_group)
     if chips % per_group:
-        raise ValueError(f"--chips {chips} is not a multiple of the group size {per_group}")
+        raise PlannerInputError("--chips", [f"{chips} is not a multiple of the group size {per_group}"])
     hw_used = hw_used.with_chips_per_group(per_group)
     stages = min(chips // per_group, model.graph.number_of_nodes())
     rows = []

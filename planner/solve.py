@@ -22,6 +22,7 @@ from planner.plan import Plan, SolverFacts, StageRecord, clean_split, evaluate, 
 from planner.units import human_bytes
 
 Progress = Callable[[int, StageRecord], None]
+EXPLAIN_BUDGET_S = 20.0  # seconds spent finding the fastest placement when explaining infeasibility
 
 
 def resident_bytes(problem: Problem) -> tuple[float, float]:
@@ -242,11 +243,56 @@ def explain_infeasible(problem: Problem, records: dict[int, StageRecord]) -> Inf
             f"Lower the floor, serve fewer users, or use faster memory",
             binding="speed floor",
         )
+    if any(r.status == "time_limit" for r in records.values()):
+        return InfeasibleError(
+            f"no plan was found within the time limit of {spec_time(problem)} per S for {who}; "
+            "raise --time-limit (or solver.time_limit)",
+            binding="time limit",
+        )
+    largest = max(
+        d["weight_bytes"] + problem.users * d["kv_bytes_per_token"] * kv_tokens(d, problem.context)
+        for _, d in graph.nodes(data=True)
+    )
+    # within capacity: the fastest any contiguous placement can go, over the S tried (energy ignored)
+    fastest: tuple[float, int] | None = None
+    deadline = time.perf_counter() + EXPLAIN_BUDGET_S
+    complete = True
+    for stages in stage_range(problem):
+        if time.perf_counter() > deadline:
+            complete = False
+            break
+        cycle = milp.fastest_cycle_s(graph, hw, problem.users, problem.context, stages, problem.tiers)
+        if cycle is not None:
+            token_s = stages * cycle + (stages - 1) * hw.inter_link.latency_s
+            if fastest is None or token_s < fastest[0]:
+                fastest = (token_s, stages)
+    scope = "" if complete else f" (S searched for {EXPLAIN_BUDGET_S:.0f} s)"
+    if fastest is None:
+        return InfeasibleError(
+            f"no contiguous split of {problem.model.name} into at most {groups} groups of {hw.chips_per_group} chips "
+            f"fits the weights and the KV cache of {who} in {tiers}{scope}: the total would fit "
+            f"({human_bytes(weights + kv)} of {human_bytes(capacity)}) but whole nodes do not pack into the groups "
+            f"(largest node {human_bytes(largest)} of a group's {human_bytes(per_group)}); "
+            "allow more groups or chips per group, or serve fewer users",
+            binding="capacity (contiguous split)",
+        )
+    speed = 1.0 / fastest[0]
+    if speed < problem.min_tokens_per_s:
+        return InfeasibleError(
+            f"within capacity, the fastest placement gives {speed:,.2f} tokens/s per user (S={fastest[1]}, token "
+            f"{fastest[0] * 1e3:,.2f} ms) for {who}, below the floor of {problem.min_tokens_per_s:,.1f}; short by "
+            f"{problem.min_tokens_per_s - speed:,.2f} tokens/s{scope}. The KV and weights that fit only in slower "
+            "tiers set the pace: serve fewer users, lower the floor, or use faster memory",
+            binding="speed floor (within capacity)",
+        )
     tried = ", ".join(f"S={s}: {r.status}" for s, r in records.items()) or "no S in range"
     return InfeasibleError(
-        f"no placement of {problem.model.name} on up to {groups} groups meets capacity and the "
-        f"{problem.min_tokens_per_s:,.1f} tokens/s floor together for {who} ({tried}); "
-        f"capacity and speed are each reachable alone, so the contiguous split and per-group tiers bind: allow more "
-        f"groups, lower the floor or serve fewer users",
-        binding="capacity and speed together",
+        f"no plan found for {who} ({tried}), although a placement within capacity reaches {speed:,.2f} tokens/s "
+        f"per user at S={fastest[1]}: this is a solver failure, please report it",
+        binding="solver",
     )
+
+
+def spec_time(problem: Problem) -> str:
+    limit = problem.spec.solver.time_limit
+    return "none" if limit is None else f"{limit:g} s"
