@@ -1015,6 +1015,8 @@ def build_milp(
     t_max = d.t_max_s / sc.time_unit_s
     m.T = pyo.Var(bounds=(float(arcs.t_feas.min()), t_max if math.isfinite(t_max) else None))
     if fixed_cycle is not None:  # scaled units; with T fixed the path form's relaxation is nearly integral
+        m.T.setlb(None)  # the cycle comes from the search, which met the floor; a round-off above it is
+        m.T.setub(None)  # not a reason to warn (the evaluator checks the floor on the placement itself)
         m.T.fix(fixed_cycle)
     free = []
     for a in range(na):

@@ -33,7 +33,19 @@ ENERGY_PARTS = [
 ]
 
 
+def _plain_log_ticks(fig) -> None:
+    """Tick labels of log axes as plain numbers (mathtext is off so that names with '$' stay text)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    for ax in fig.axes:
+        for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+            if scale == "log":
+                axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+                axis.set_minor_formatter(NullFormatter())
+
+
 def save_figure(fig, path: str | Path) -> Path:
+    _plain_log_ticks(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)

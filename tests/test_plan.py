@@ -140,8 +140,21 @@ def test_infeasible_capacity_names_the_shortfall():
     shortfall is 141.1 + 5,497.6 - 640 = 4,998.7 GB = 5.0 TB."""
     result = runner.invoke(
         app,
-        ["solve", "--model", "llama-3.1-70b", "--hardware", "h100-sxm", "--max-groups", "1", "--users", "4096",
-         "--context", "4096", "--min-tokens-per-s", "10"],
+        [
+            "solve",
+            "--model",
+            "llama-3.1-70b",
+            "--hardware",
+            "h100-sxm",
+            "--max-groups",
+            "1",
+            "--users",
+            "4096",
+            "--context",
+            "4096",
+            "--min-tokens-per-s",
+            "10",
+        ],
     )
     assert result.exit_code == 1, result.output
     assert "capacity" in result.output and "short by 5 TB" in result.output
@@ -149,6 +162,15 @@ def test_infeasible_capacity_names_the_shortfall():
 
 
 def test_flags_equal_file():
-    spec = spec_from_flags(model="llama-3.1-8b", hardware="sram-pipeline", kv_memory="hbm3e", chips_per_group=4,
-                           max_groups=3, users=16, context=2048, min_tokens_per_s=20, name="llama-3.1-8b tiny")
+    spec = spec_from_flags(
+        model="llama-3.1-8b",
+        hardware="sram-pipeline",
+        kv_memory="hbm3e",
+        chips_per_group=4,
+        max_groups=3,
+        users=16,
+        context=2048,
+        min_tokens_per_s=20,
+        name="llama-3.1-8b tiny",
+    )
     assert spec == load_instance(TINY)
