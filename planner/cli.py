@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from planner.errors import InfeasibleError, PlannerInputError
+from planner.errors import InfeasibleError, PlannerInputError, SolverFailure
 
 app = typer.Typer(
     pretty_exceptions_enable=False,
@@ -60,6 +60,13 @@ def handle_errors(func):
                 soft_wrap=True,
             )
             raise typer.Exit(1) from None
+        except SolverFailure as exc:
+            if STATE["debug"]:
+                raise
+            err_console.print(
+                f"[bold red]solver failure:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+            )
+            raise typer.Exit(3) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")
             raise typer.Exit(130) from None

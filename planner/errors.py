@@ -62,3 +62,9 @@ def problems_from_validation(error: ValidationError) -> list[str]:
         shown = "" if item["type"] in ("missing",) or isinstance(value, dict) else f" (got {value!r:.60})"
         problems.append(f"{field}: {message}{shown}")
     return problems
+
+
+class SolverFailure(Exception):
+    """HiGHS (or its interface) failed: not the user's input and not a proof of infeasibility (exit 3)."""
+
+    exit_code = 3

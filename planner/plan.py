@@ -38,6 +38,7 @@ class StageRecord(_Strict):
     joules_per_token: float | None = None
     best_bound: float | None = None
     solve_s: float = 0.0
+    message: str = ""  # the solver's own words when it failed
 
 
 class SolverFacts(_Strict):

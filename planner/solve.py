@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from planner import exhaustive, milp
 from planner.cost import micro_batches, node_cost
-from planner.errors import InfeasibleError
+from planner.errors import InfeasibleError, SolverFailure
 from planner.instance import Problem
 from planner.model import kv_tokens
 from planner.plan import Plan, SolverFacts, StageRecord, clean_split, evaluate, figures
@@ -65,6 +65,7 @@ def _solve_one_s(
             joules_per_token=None if sol is None else sol.objective,
             best_bound=bound if sol is None else sol.best_bound,
             solve_s=time.perf_counter() - started,
+            message=sol.message if sol is not None and status == "error" else "",
         )
 
     if spec.solver.method == "exhaustive":
@@ -243,6 +244,10 @@ def explain_infeasible(problem: Problem, records: dict[int, StageRecord]) -> Inf
             f"Lower the floor, serve fewer users, or use faster memory",
             binding="speed floor",
         )
+    failed = {s: r.message for s, r in records.items() if r.status == "error"}
+    if failed:
+        detail = "; ".join(f"S={s}: {m}" for s, m in failed.items())
+        raise SolverFailure(f"HiGHS failed for {who} ({detail}); no plan was found for the other S either")
     if any(r.status == "time_limit" for r in records.values()):
         return InfeasibleError(
             f"no plan was found within the time limit of {spec_time(problem)} per S for {who}; "

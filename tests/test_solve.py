@@ -148,3 +148,31 @@ def test_more_users_never_raise_the_best_j_per_token_while_the_plan_still_holds(
         if evaluate(doubled, at_u.model_copy(update={"instance": doubled.spec})).feasible:
             best_2u = solve_problem(doubled)
             assert best_2u.solver.objective <= at_u.solver.objective * (1 + 1e-6)
+
+
+def test_highs_failure_is_reported_as_such(monkeypatch):
+    """A solver that fails for every S: exit 3 with HiGHS's own words, not 'infeasible' and no traceback."""
+    from planner import milp
+
+    def failing(*args, **kwargs):
+        return milp.StageSolution(
+            stages=args[5],
+            micro_batches=1,
+            status="error",
+            objective=None,
+            best_bound=None,
+            gap=None,
+            groups=None,
+            weight_split=None,
+            kv_split=None,
+            cycle_s=None,
+            build_s=0.0,
+            solve_s=0.0,
+            message="HiGHS: simulated failure",
+        )
+
+    monkeypatch.setattr(milp, "solve_stages", failing)
+    result = runner.invoke(app, ["solve", TINY])
+    assert result.exit_code == 3, result.output
+    assert "solver failure" in result.output and "simulated failure" in result.output
+    assert "Traceback" not in result.output
