@@ -238,14 +238,17 @@ def pipeline_cost(
     groups: Sequence[Sequence[str]],
     weight_split: Mapping[str, Mapping[str, float]],
     kv_split: Mapping[str, Mapping[str, float]],
+    in_flight: int | None = None,
 ) -> PipelineCost:
     """Cost of a placement: `groups[g]` lists the nodes of stage g in order; splits give tier fractions.
 
     J/token = (sum over groups of one micro-batch's dynamic energy + hops) / b
               + static power of all chips x S x cycle / U.
+    `in_flight`: micro-batches in flight, m; default min(U, S) (the deep pipeline); 1 is the pipeline
+    that walks all U users through the S stages as one batch.
     """
     stages = len(groups)
-    m = micro_batches(users, stages)
+    m = micro_batches(users, stages) if in_flight is None else max(1, min(in_flight, users))
     b = users / m
     chips = stages * hw.chips_per_group
     group_costs, link_j, hop_latency = [], 0.0, 0.0

@@ -14,7 +14,6 @@ Per case (a row of a sweep table) this module adds:
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import networkx as nx
 import pandas as pd
 
 from planner.catalog import HARDWARE_DIR, Hardware, HardwareSpec, load_memory_tech, memory_tech_names
-from planner.cost import CATEGORIES, PipelineCost, boundary_cost, node_cost, pipeline_cost
+from planner.cost import PipelineCost, node_cost, pipeline_cost
 from planner.errors import PlannerInputError
 from planner.fileio import read_mapping, write_text_atomic
 from planner.instance import Problem
@@ -115,26 +114,6 @@ def kv_traffic(problem: Problem, plan: Plan, cost: PipelineCost) -> KvTraffic:
     return KvTraffic(stored, moved, tier)
 
 
-@dataclass(frozen=True)
-class OneBatchCost:
-    """A placement run with one micro-batch of all U users in flight (times s, energies J per token)."""
-
-    users: int
-    stages: int
-    cycle_s: float
-    token_s: float
-    joules_per_token_by: dict[str, float]
-    overflow_bytes: float
-
-    @property
-    def joules_per_token(self) -> float:
-        return sum(self.joules_per_token_by.values())
-
-    @property
-    def tokens_per_s_per_user(self) -> float:
-        return 1.0 / self.token_s
-
-
 def one_micro_batch_cost(
     graph: nx.DiGraph,
     hw: Hardware,
@@ -143,27 +122,10 @@ def one_micro_batch_cost(
     groups: Sequence[Sequence[str]],
     weight_split: Mapping[str, Mapping[str, float]],
     kv_split: Mapping[str, Mapping[str, float]],
-) -> OneBatchCost:
-    """Cost of `groups` with all users in one micro-batch: token time S * T(b = U) + hop latencies,
-    J/token = dynamic energy of the batch / U + static power of all chips x S x T / U (as planner.cost)."""
-    per_group = [pipeline_cost(graph, hw, users, context, [g], weight_split, kv_split) for g in groups]
-    hops = [
-        boundary_cost(graph.edges[a[-1], b[0]]["activation_bytes"], hw, users)
-        for a, b in itertools.pairwise(groups)
-    ]
-    stages = len(groups)
-    cycle = max([c.cycle_s for c in per_group] + [h.send_s for h in hops])
-    by = {cat: sum(c.joules_per_token_by[cat] for c in per_group) for cat in CATEGORIES if cat != "idle"}
-    by["links"] += sum(h.link_j for h in hops) / users
-    by["idle"] = stages * hw.chips_per_group * hw.static_power_w * stages * cycle / users
-    return OneBatchCost(
-        users=users,
-        stages=stages,
-        cycle_s=cycle,
-        token_s=stages * cycle + sum(h.latency_s for h in hops),
-        joules_per_token_by=by,
-        overflow_bytes=sum(sum(c.overflow_bytes.values()) for c in per_group),
-    )
+) -> PipelineCost:
+    """Cost of `groups` with all users in one micro-batch (planner.cost.pipeline_cost, in_flight=1):
+    token time S * T(b = U) + hop latencies, J/token = dynamic energy / U + static W x S x T / U."""
+    return pipeline_cost(graph, hw, users, context, groups, weight_split, kv_split, in_flight=1)
 
 
 def one_batch_max_users(
@@ -571,7 +533,7 @@ def deep_pipeline(
                 "one_mb_tokens_per_s_per_user": c.tokens_per_s_per_user,
                 "one_mb_tokens_per_s": u_one * c.tokens_per_s_per_user,
                 "one_mb_binding": " and ".join(
-                    n for n, hit in (("speed floor", slow), ("capacity", above.overflow_bytes > 0)) if hit
+                    n for n, hit in (("speed floor", slow), ("capacity", bool(above.overflow_bytes))) if hit
                 ),
             }
             extra.append(spec_with_users(base, u_one))
