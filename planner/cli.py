@@ -819,9 +819,9 @@ def compare_command(
             workers=workers,
             progress=advance,
         )
-    if out is not None:
-        from planner.studies import write_comparison
+    from planner.studies import COMPARE_COLUMNS, write_comparison
 
+    if out is not None:
         paths = write_comparison(result, out, _command_line(), hardware, context, min_tokens_per_s)
     if json_out:
         print_json(_records(result.maxima))
@@ -831,18 +831,10 @@ def compare_command(
         print_table(
             f"{m} on {hardware}: context {context:,}, >= {min_tokens_per_s:g} tokens/s/user, at max users",
             [
-                ("memory", "KV memory"),
-                ("max_users", "max users"),
-                ("binding", "limit at max+1"),
-                ("stages", "S"),
-                ("chips", "chips"),
-                ("joules_per_token", "J/token"),
-                ("weight_j", "weights J"),
-                ("kv_j", "KV J"),
-                ("idle_j", "idle J"),
-                ("power_w", "power W"),
-                ("tokens_per_s", "tokens/s"),
-                ("kv_gb_per_s_per_die", "KV GB/s/die"),
+                c
+                for c in COMPARE_COLUMNS
+                if c[0]
+                not in ("compute_j", "link_j", "tokens_per_s_per_user", "kv_tier_fill", "kv_tier_bw_use")
             ],
             rows,
         )
