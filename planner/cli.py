@@ -331,10 +331,18 @@ def solve_command(
     stages: Annotated[
         int | None, typer.Option("--stages", min=1, help="fix S instead of enumerating")
     ] = None,
+    micro_batches: Annotated[
+        int | None,
+        typer.Option(
+            "--micro-batches",
+            min=1,
+            help="most micro-batches in flight (default min(users, S); 1: one batch)",
+        ),
+    ] = None,
     time_limit: Annotated[float | None, typer.Option("--time-limit", help="seconds per S")] = None,
     gap: Annotated[float | None, typer.Option("--gap", help="relative MIP gap")] = None,
     method: Annotated[
-        str | None, typer.Option("--method", help="milp or exhaustive (small instances)")
+        str | None, typer.Option("--method", help="milp, pyomo (full MILP per S, slow) or exhaustive (small)")
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="write the plan: PLAN.yaml or PLAN.json")] = None,
     csv: Annotated[Path | None, typer.Option("--csv", help="write nodes.csv and groups.csv into DIR")] = None,
@@ -356,6 +364,7 @@ def solve_command(
             context=context,
             min_tokens_per_s=min_tokens_per_s,
             stages=stages,
+            micro_batches=micro_batches,
             time_limit=time_limit,
             gap=gap,
             method=method,

@@ -165,9 +165,11 @@ def boundary_cost(activation_bytes_per_token: float, hw: Hardware, micro_batch: 
     )
 
 
-def micro_batches(users: int, stages: int) -> int:
-    """Micro-batches in flight: m = min(U, S) (FORMULATION.md §3)."""
-    return max(1, min(users, stages))
+def micro_batches(users: int, stages: int, in_flight: int | None = None) -> int:
+    """Micro-batches in flight: m = min(U, S) (FORMULATION.md §3), or at most `in_flight` when given
+    (1: all users walk the pipeline as one batch)."""
+    m = min(users, stages) if in_flight is None else min(users, stages, in_flight)
+    return max(1, m)
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,7 @@ class PipelineCost:
     users: int
     context: int
     micro_batch: float
+    micro_batches: int
     cycle_s: float
     token_s: float
     groups: tuple[GroupCost, ...]
@@ -244,11 +247,11 @@ def pipeline_cost(
 
     J/token = (sum over groups of one micro-batch's dynamic energy + hops) / b
               + static power of all chips x S x cycle / U.
-    `in_flight`: micro-batches in flight, m; default min(U, S) (the deep pipeline); 1 is the pipeline
-    that walks all U users through the S stages as one batch.
+    `in_flight`: the most micro-batches in flight; m = min(U, S, in_flight), default min(U, S) (the deep
+    pipeline); 1 walks all U users through the S stages as one batch.
     """
     stages = len(groups)
-    m = micro_batches(users, stages) if in_flight is None else max(1, min(in_flight, users))
+    m = micro_batches(users, stages, in_flight)
     b = users / m
     chips = stages * hw.chips_per_group
     group_costs, link_j, hop_latency = [], 0.0, 0.0
@@ -310,6 +313,7 @@ def pipeline_cost(
         users=users,
         context=context,
         micro_batch=b,
+        micro_batches=m,
         cycle_s=cycle,
         token_s=token_s,
         groups=tuple(group_costs),

@@ -133,13 +133,15 @@ def exhaustive_stages(
     min_tokens_per_s: float,
     stages: int,
     allowed_tiers: Sequence[str] | None = None,
+    in_flight: int | None = None,
 ) -> StageSolution:
-    """The optimal placement with exactly `stages` stages by enumeration (small instances only)."""
+    """The optimal placement with exactly `stages` stages by enumeration (small instances only);
+    `in_flight` caps the micro-batches in flight as in planner.cost.pipeline_cost."""
     t0 = time.perf_counter()
     nodes = list(graph.nodes)
     n = len(nodes)
     tiers = [t.name for t in hw.tiers if allowed_tiers is None or t.name in allowed_tiers]
-    m = micro_batches(users, stages)
+    m = micro_batches(users, stages, in_flight)
     b = users / m
 
     def empty(message: str) -> StageSolution:

@@ -43,6 +43,13 @@ class WorkloadSpec(_Strict):
     weight_dtype: str = "bf16"
     kv_dtype: str = "bf16"
     activation_dtype: str = "bf16"
+    micro_batches: int | None = Field(
+        default=None,
+        gt=0,
+        le=100_000_000,
+        description="most micro-batches in flight: default min(users, S), the deep pipeline; 1 walks all users "
+        "through the stages as one batch",
+    )
 
     @field_validator("weight_dtype", "kv_dtype", "activation_dtype")
     @classmethod

@@ -169,15 +169,17 @@ def stage_data(
     min_tokens_per_s: float,
     stages: int,
     allowed_tiers: Sequence[str] | None = None,
+    in_flight: int | None = None,
 ) -> StageData:
-    """Per-node costs from planner.cost.node_cost at micro-batch b = U / min(U, S), grouped in classes."""
+    """Per-node costs from planner.cost.node_cost at micro-batch b = U / m, m = min(U, S[, in_flight]),
+    grouped in classes."""
     nodes = tuple(graph.nodes)
     names = [t.name for t in hw.tiers]
     unknown = sorted(set(allowed_tiers or ()) - set(names))
     if unknown:
         raise ValueError(f"allowed_tiers {unknown} are not tiers of {hw.name} ({', '.join(names)})")
     tiers = tuple(t for t in names if allowed_tiers is None or t in allowed_tiers)
-    m = micro_batches(users, stages)
+    m = micro_batches(users, stages, in_flight)
     b = users / m
     latency = hw.inter_link.latency_s
     t_max = math.inf if min_tokens_per_s <= 0 else (1.0 / min_tokens_per_s - (stages - 1) * latency) / stages
@@ -751,6 +753,7 @@ def solve_stages(
     rel_gap: float = 1e-4,
     threads: int | None = None,
     allowed_tiers: Sequence[str] | None = None,
+    in_flight: int | None = None,
     cutoff: float | None = None,
 ) -> StageSolution:
     """Least joules per token with exactly `stages` pipeline stages (FORMULATION.md §3-§4).
@@ -769,7 +772,7 @@ def solve_stages(
     if problem:
         return _empty(max(stages, 1), max(users, 1), "infeasible", problem)
     try:
-        d = stage_data(graph, hw, users, context, min_tokens_per_s, stages, allowed_tiers)
+        d = stage_data(graph, hw, users, context, min_tokens_per_s, stages, allowed_tiers, in_flight)
     except ValueError as exc:
         return _empty(stages, users, "error", str(exc))
     if not d.tiers:
@@ -837,7 +840,7 @@ def solve_stages(
             )
         )
     groups, w_split, k_split = _placement(d, slices)
-    cost = pipeline_cost(graph, hw, users, context, groups, w_split, k_split)
+    cost = pipeline_cost(graph, hw, users, context, groups, w_split, k_split, in_flight)
     obj = cost.joules_per_token
     bound_j = min(bound_j, obj) if bound_j is not None else None
     return StageSolution(
@@ -868,13 +871,14 @@ def fastest_cycle_s(
     context: int,
     stages: int,
     allowed_tiers: Sequence[str] | None = None,
+    in_flight: int | None = None,
 ) -> float | None:
     """The least cycle T (s) that any placement on exactly `stages` stages reaches within capacity,
     energy ignored and no speed floor: a bottleneck path (min over paths of the max slice time) over
     the slices that fit a group. None when no placement fits. Used to explain an unreachable floor."""
     if _check_inputs(graph, users, context, stages):
         return None
-    d = stage_data(graph, hw, users, context, 0.0, stages, allowed_tiers)
+    d = stage_data(graph, hw, users, context, 0.0, stages, allowed_tiers, in_flight)
     if not d.tiers:
         return None
     sc = _scaled(d)
@@ -922,6 +926,7 @@ def lower_bound(
     min_tokens_per_s: float,
     stages: int,
     allowed_tiers: Sequence[str] | None = None,
+    in_flight: int | None = None,
 ) -> float | None:
     """A valid lower bound on J/token with `stages` stages; None when provably infeasible.
 
@@ -931,7 +936,7 @@ def lower_bound(
     """
     if _check_inputs(graph, users, context, stages):
         return None
-    d = stage_data(graph, hw, users, context, min_tokens_per_s, stages, allowed_tiers)
+    d = stage_data(graph, hw, users, context, min_tokens_per_s, stages, allowed_tiers, in_flight)
     if not d.tiers or d.t_max_s <= 0:
         return None
     sc = _scaled(d)
@@ -1103,6 +1108,7 @@ def solve_stages_milp(
     rel_gap: float = 1e-4,
     threads: int | None = None,
     allowed_tiers: Sequence[str] | None = None,
+    in_flight: int | None = None,
     cycle_s: float | None = None,
 ) -> StageSolution:
     """solve_stages through one Pyomo MILP solved by HiGHS (pyomo.contrib.solver "highs").
@@ -1117,7 +1123,7 @@ def solve_stages_milp(
     problem = _check_inputs(graph, users, context, stages)
     if problem:
         return _empty(max(stages, 1), max(users, 1), "infeasible", problem)
-    d = stage_data(graph, hw, users, context, min_tokens_per_s, stages, allowed_tiers)
+    d = stage_data(graph, hw, users, context, min_tokens_per_s, stages, allowed_tiers, in_flight)
     if not d.tiers or d.t_max_s <= 0:
         return _empty(stages, users, "infeasible", "no tier allowed, or the hop latency alone is too slow")
     sc = _scaled(d)
@@ -1169,7 +1175,7 @@ def solve_stages_milp(
         }
         slices.append((int(arcs.starts[a]), int(arcs.ends[a]), rows))
     groups, w_split, k_split = _placement(d, slices)
-    cost = pipeline_cost(graph, hw, users, context, groups, w_split, k_split)
+    cost = pipeline_cost(graph, hw, users, context, groups, w_split, k_split, in_flight)
     obj = cost.joules_per_token
     bound = res.objective_bound
     bound_j = min(obj, bound * sc.energy_unit_j) if bound is not None and math.isfinite(bound) else None

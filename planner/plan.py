@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from planner.cost import PipelineCost, micro_batches, pipeline_cost
+from planner.cost import PipelineCost, pipeline_cost
 from planner.errors import PlannerInputError, problems_from_validation
 from planner.fileio import read_mapping, write_text_atomic
 from planner.instance import InstanceSpec, Problem, resolve
@@ -163,6 +163,7 @@ def evaluate(problem: Problem, plan: Plan) -> Evaluation:
         plan.groups,
         plan.weight_split,
         plan.kv_split,
+        problem.spec.workload.micro_batches,
     )
     for g in cost.groups:
         for t, used in g.resident_bytes.items():
@@ -188,7 +189,7 @@ def figures(cost: PipelineCost) -> dict[str, Any]:
         "chips": cost.chips,
         "users": cost.users,
         "context": cost.context,
-        "micro_batches": micro_batches(cost.users, cost.stages),
+        "micro_batches": cost.micro_batches,
         "micro_batch": cost.micro_batch,
         "cycle_ms": cost.cycle_s * 1e3,
         "token_ms": cost.token_s * 1e3,
@@ -227,7 +228,7 @@ def summary(plan: Plan, cost: PipelineCost) -> dict[str, Any]:
         "chips": cost.chips,
         "users": cost.users,
         "micro_batch": cost.micro_batch,
-        "micro_batches": micro_batches(cost.users, cost.stages),
+        "micro_batches": cost.micro_batches,
         "cycle_ms": cost.cycle_s * 1e3,
         "token_ms": cost.token_s * 1e3,
         "tokens_per_s_per_user": cost.tokens_per_s_per_user,

@@ -205,19 +205,19 @@ def plot_memory_comparison(points: pd.DataFrame, maxima: pd.DataFrame, path: str
 
 def plot_deep_pipeline(points: pd.DataFrame, summary: pd.DataFrame, path: str | Path) -> Path:
     """J/token against users, one panel per model, one colour per S: solid = S micro-batches in flight
-    (the deep pipeline), dashed = the same placements with one micro-batch; stars mark max users."""
+    (the deep pipeline), dashed = one micro-batch in flight (solved for it); stars mark max users."""
     models = list(dict.fromkeys(summary["model"]))
     fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 4.8), squeeze=False)
     for ax, model in zip(axes[0], models):
         frame = points[(points["model"] == model) & points["joules_per_token"].notna()]
         for i, (stages, rows) in enumerate(frame.groupby("fixed_stages")):
             color = f"C{i}"
-            deep = rows[rows["users"] > 0].sort_values("users")
+            rows = rows[rows["users"] > 0].sort_values("users")
+            deep, one = rows[rows["in_flight"] == 0], rows[rows["in_flight"] == 1]
             ax.plot(
                 deep["users"], deep["joules_per_token"], marker="o", ms=3, color=color, label=f"S={stages}"
             )
-            one = deep[deep["one_mb_meets_floor"].astype(bool)]
-            ax.plot(one["users"], one["one_mb_joules_per_token"], marker="x", ms=4, ls="--", color=color)
+            ax.plot(one["users"], one["joules_per_token"], marker="x", ms=4, ls="--", color=color)
             s = summary[(summary["model"] == model) & (summary["stages"] == stages)].iloc[0]
             if s["deep_max_users"]:
                 ax.plot(s["deep_max_users"], s["deep_joules_per_token"], marker="*", ms=12, color=color)

@@ -15,7 +15,7 @@ import networkx as nx
 import pandas as pd
 
 from planner.catalog import Hardware
-from planner.cost import PipelineCost, micro_batches, pipeline_cost
+from planner.cost import PipelineCost, pipeline_cost
 from planner.errors import PlannerInputError
 from planner.model import Model, kv_tokens
 
@@ -200,7 +200,7 @@ def sol(
         row = breakdown_row(cost)
         row["model"], row["hardware"] = model.name, hw.name + (f"+{hw.kv_memory}" if hw.kv_memory else "")
         row["mode"] = "achievable" if achievable else "sol"
-        row["micro_batches"] = micro_batches(u, stages)
+        row["micro_batches"] = cost.micro_batches
         if not row["fits"]:
             row["warning"] = _unfixable_by_chips(model, hw_used, u, context) or row["warning"]
         rows.append(row)

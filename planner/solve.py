@@ -57,6 +57,7 @@ def _solve_one_s(
     """One S: its lower bound (prune against the best so far), then its optimum by the chosen method."""
     spec = problem.spec
     args = (problem.model.graph, problem.hw, problem.users, problem.context, problem.min_tokens_per_s, stages)
+    in_flight = spec.workload.micro_batches
     started = time.perf_counter()
 
     def record(status: str, sol: milp.StageSolution | None = None, bound: float | None = None) -> StageRecord:
@@ -69,16 +70,20 @@ def _solve_one_s(
         )
 
     if spec.solver.method == "exhaustive":
-        sol = exhaustive.exhaustive_stages(*args, allowed_tiers=problem.tiers)
+        sol = exhaustive.exhaustive_stages(*args, allowed_tiers=problem.tiers, in_flight=in_flight)
         return record(sol.status, sol), sol
-    bound = milp.lower_bound(*args, allowed_tiers=problem.tiers)
+    bound = milp.lower_bound(*args, allowed_tiers=problem.tiers, in_flight=in_flight)
     if bound is None:
         return record("infeasible"), None
     if best is not None and bound >= best.objective * (1 - spec.solver.gap):
         return record("pruned", bound=bound), None
     if spec.solver.method == "pyomo":
         sol = milp.solve_stages_milp(
-            *args, time_limit=spec.solver.time_limit, rel_gap=spec.solver.gap, allowed_tiers=problem.tiers
+            *args,
+            time_limit=spec.solver.time_limit,
+            rel_gap=spec.solver.gap,
+            allowed_tiers=problem.tiers,
+            in_flight=in_flight,
         )
     else:
         sol = milp.solve_stages(
@@ -86,6 +91,7 @@ def _solve_one_s(
             time_limit=spec.solver.time_limit,
             rel_gap=spec.solver.gap,
             allowed_tiers=problem.tiers,
+            in_flight=in_flight,
             cutoff=None if best is None else best.objective,
         )
         if best is not None and sol.status == "infeasible" and sol.best_bound is not None:
@@ -110,6 +116,7 @@ def _final_placement(problem: Problem, best: milp.StageSolution) -> milp.StageSo
         time_limit=spec.solver.time_limit,
         rel_gap=1e-7,
         allowed_tiers=problem.tiers,
+        in_flight=spec.workload.micro_batches,
         cycle_s=best.cycle_s,
     )
     if (
@@ -226,7 +233,7 @@ def explain_infeasible(problem: Problem, records: dict[int, StageRecord]) -> Inf
     # speed floor: the fastest a user's token can go for any S tried, ignoring capacity
     best_speed, best_s = 0.0, None
     for stages in stage_range(problem):
-        b = problem.users / micro_batches(problem.users, stages)
+        b = problem.users / micro_batches(problem.users, stages, problem.spec.workload.micro_batches)
         total = 0.0
         for n, d in graph.nodes(data=True):
             c = node_cost(n, d, hw, b, problem.users, problem.context)
@@ -266,7 +273,15 @@ def explain_infeasible(problem: Problem, records: dict[int, StageRecord]) -> Inf
         if time.perf_counter() > deadline:
             complete = False
             break
-        cycle = milp.fastest_cycle_s(graph, hw, problem.users, problem.context, stages, problem.tiers)
+        cycle = milp.fastest_cycle_s(
+            graph,
+            hw,
+            problem.users,
+            problem.context,
+            stages,
+            problem.tiers,
+            problem.spec.workload.micro_batches,
+        )
         if cycle is not None:
             token_s = stages * cycle + (stages - 1) * hw.inter_link.latency_s
             if fastest is None or token_s < fastest[0]:

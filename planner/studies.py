@@ -27,7 +27,7 @@ from planner.catalog import HARDWARE_DIR, Hardware, HardwareSpec, load_memory_te
 from planner.cost import PipelineCost, node_cost, pipeline_cost
 from planner.errors import PlannerInputError
 from planner.fileio import read_mapping, write_text_atomic
-from planner.instance import Problem
+from planner.instance import InstanceSpec, Problem
 from planner.plan import Plan, evaluate, summary
 
 DEFAULT_CACHE = Path(".planner-cache") / "cases"
@@ -460,9 +460,8 @@ def deep_pipeline(
     """Deep pipeline (S micro-batches in flight) against one micro-batch in flight, per model and S.
 
     `spec` is a planner.sweep.SweepSpec with fixed `stages` and one hardware, memory, context and floor.
-    Deep max users: exact (capacity search with the solver, S fixed). One-micro-batch max users: the best
-    over every placement the solver returned for this S (each one's own maximum, exact for it, by
-    one_batch_max_users), so a lower bound on what a placement optimized for one micro-batch could do.
+    Both max users are exact: capacity searches with the solver at fixed S, once with min(U, S)
+    micro-batches in flight and once with one (workload.micro_batches = 1, its placement optimized for it).
     """
     from planner.capacity import max_users_many, spec_with_users
     from planner.sweep import Cache, check_names, key_row, run_cases, table
@@ -479,20 +478,19 @@ def deep_pipeline(
     store = Cache(cache) if cache else None
     tick = (lambda *_: progress("case")) if progress else None
     results = run_cases(cases, store, workers, progress=tick)
+    one_cases = [with_one_micro_batch(c) for c in cases]
+    results_one = run_cases(one_cases, store, workers, progress=tick)
     bases = [c for c in cases if c.workload.users == spec.users[0]]
-    found = max_users_many(bases, cache, workers, (lambda *_: progress("max users")) if progress else None)
-    by_key = {(r.spec.model, r.spec.solver.stages): [] for r in results}
-    for r in list(results) + [f.at_max for f in found if f.at_max is not None]:
-        if r.feasible:
-            by_key[(r.spec.model, r.spec.solver.stages)].append(r)
+    one_bases = [with_one_micro_batch(c) for c in bases]
+    tick_max = (lambda *_: progress("max users")) if progress else None
+    found = max_users_many(bases, cache, workers, tick_max)
+    found_one = max_users_many(one_bases, cache, workers, tick_max)
     summary, extra = [], []
-    for base, cap in zip(bases, found):
-        key = (base.model, base.solver.stages)
-        candidates = by_key[key]
-        best = max(candidates, key=lambda r: r.row["one_mb_max_users"], default=None)
-        u_one = best.row["one_mb_max_users"] if best is not None else 0
-        row = key_row(base) | {"stages": base.solver.stages}
+    for base, cap, one in zip(bases, found, found_one):
         at = cap.at_max.row if cap.at_max is not None else {}
+        at_one = one.at_max.row if one.at_max is not None else {}
+        u_one = one.max_users
+        row = key_row(base) | {"stages": base.solver.stages}
         row |= {
             "chips": at.get("chips"),
             "deep_max_users": cap.max_users,
@@ -502,40 +500,15 @@ def deep_pipeline(
             "deep_tokens_per_s_per_user": at.get("tokens_per_s_per_user"),
             "deep_tokens_per_s": at.get("tokens_per_s"),
             "one_mb_max_users": u_one,
-            "one_mb_placement_users": best.spec.workload.users if best is not None else None,
+            "one_mb_max_users_exact": one.exact,
+            "one_mb_binding": one.above.row.get("binding") if one.above is not None else "search limit",
+            "one_mb_joules_per_token": at_one.get("joules_per_token"),
+            "one_mb_idle_j": at_one.get("idle_j"),
+            "one_mb_tokens_per_s_per_user": at_one.get("tokens_per_s_per_user"),
+            "one_mb_tokens_per_s": at_one.get("tokens_per_s"),
             "users_ratio": cap.max_users / u_one if u_one else math.inf if cap.max_users else math.nan,
         }
         if u_one:
-            problem = _problem(best.spec)
-            p = best.plan
-            c = one_micro_batch_cost(
-                problem.model.graph,
-                problem.hw,
-                u_one,
-                problem.context,
-                p["groups"],
-                p["weight_split"],
-                p["kv_split"],
-            )
-            above = one_micro_batch_cost(
-                problem.model.graph,
-                problem.hw,
-                u_one + 1,
-                problem.context,
-                p["groups"],
-                p["weight_split"],
-                p["kv_split"],
-            )
-            slow = above.tokens_per_s_per_user < problem.min_tokens_per_s * (1 - FLOOR_TOLERANCE)
-            row |= {
-                "one_mb_joules_per_token": c.joules_per_token,
-                "one_mb_idle_j": c.joules_per_token_by["idle"],
-                "one_mb_tokens_per_s_per_user": c.tokens_per_s_per_user,
-                "one_mb_tokens_per_s": u_one * c.tokens_per_s_per_user,
-                "one_mb_binding": " and ".join(
-                    n for n, hit in (("speed floor", slow), ("capacity", bool(above.overflow_bytes))) if hit
-                ),
-            }
             extra.append(spec_with_users(base, u_one))
         summary.append(row)
     same = {(r.spec.model, r.spec.solver.stages): r for r in run_cases(extra, store, workers, progress=tick)}
@@ -546,11 +519,18 @@ def deep_pipeline(
         [
             table(results).assign(point="users"),
             capacity_rows(bases, found),
+            table(results_one).assign(point="users"),
+            capacity_rows(one_bases, found_one),
             table(list(same.values())).assign(point="one-mb max users"),
         ],
         ignore_index=True,
     )
     return DeepPipeline(points=points, summary=pd.DataFrame(summary))
+
+
+def with_one_micro_batch(spec: InstanceSpec) -> InstanceSpec:
+    """The same instance with one micro-batch in flight (all users walk the S stages as one batch)."""
+    return spec.model_copy(update={"workload": spec.workload.model_copy(update={"micro_batches": 1})})
 
 
 def _problem(spec: Any) -> Problem:
@@ -565,7 +545,7 @@ DEEP_COLUMNS = [
     ("deep_max_users", "max users, S micro-batches"),
     ("deep_binding", "limit at max+1"),
     ("deep_joules_per_token", "J/token at max"),
-    ("one_mb_max_users", "max users, 1 micro-batch (>=)"),
+    ("one_mb_max_users", "max users, 1 micro-batch"),
     ("one_mb_binding", "limit at max+1, 1 mb"),
     ("one_mb_joules_per_token", "J/token at max, 1 mb"),
     ("deep_joules_per_token_at_one_mb_users", "J/token, S mb, same users"),
@@ -587,12 +567,10 @@ def deep_pipeline_markdown(d: DeepPipeline, command: str) -> str:
         "- **S micro-batches** (the deep pipeline, FORMULATION.md §3): U users split into min(U, S) "
         "micro-batches; per-user token time S*T(b = U/S) + hops. Max users exact (solver as oracle, "
         "feasible at max, infeasible at max+1; the limit is the solver's binding limit at max+1).",
-        "- **1 micro-batch**: the same placements with all U users in one batch: each group reads its "
-        "weights once per U users, but the batch walks the S stages alone, token time S*T(b = U) + hops. "
-        "planner.cost has no micro-batch switch, so this is pipeline_cost on each group alone (b = U) plus "
-        "boundary_cost for the hops. Its max users is the best over every placement the solver returned "
-        "for that S (each exact for its placement), a lower bound for a placement optimized for one "
-        "micro-batch; the users ratio is therefore an upper bound.",
+        "- **1 micro-batch**: all U users in one batch (`--micro-batches 1`): each group reads its weights "
+        "once per U users, but the batch walks the S stages alone, token time S*T(b = U) + hops, and the "
+        "other S-1 groups wait. Placed by the same solver for that case (pipeline_cost with in_flight=1); "
+        "max users exact the same way.",
     ]
     for model, rows in d.summary.groupby("model", sort=False):
         best_deep = rows.loc[rows["deep_max_users"].idxmax()]

@@ -45,6 +45,7 @@ KEY_COLUMNS = (
     "chips_per_group",
     "max_groups",
     "fixed_stages",
+    "in_flight",
     "users",
     "context",
     "min_tokens_per_s",
@@ -217,6 +218,7 @@ def key_row(spec: InstanceSpec) -> dict[str, Any]:
         "chips_per_group": spec.chips_per_group or 0,
         "max_groups": spec.max_groups,
         "fixed_stages": spec.solver.stages or 0,
+        "in_flight": w.micro_batches or 0,  # 0: min(users, S), the deep pipeline
         "users": w.users,
         "context": w.context,
         "min_tokens_per_s": float(w.min_tokens_per_s),

@@ -176,3 +176,24 @@ def test_highs_failure_is_reported_as_such(monkeypatch):
     assert result.exit_code == 3, result.output
     assert "solver failure" in result.output and "simulated failure" in result.output
     assert "Traceback" not in result.output
+
+
+def test_one_micro_batch_in_flight_matches_exhaustive_and_the_evaluator():
+    """--micro-batches 1: every stage processes all U users as one batch (b = U), the MILP's optimum equals
+    the exhaustive enumeration's and the evaluator's recomputation."""
+    problem = load_problem(TINY)
+    spec = problem.spec
+    one = spec.model_copy(update={"workload": spec.workload.model_copy(update={"micro_batches": 1})})
+    for stages in (2, 3):
+        fixed = one.model_copy(update={"solver": one.solver.model_copy(update={"stages": stages})})
+        by_milp = solve_problem(load_problem(fixed))
+        exhaustive = fixed.model_copy(
+            update={"solver": fixed.solver.model_copy(update={"method": "exhaustive"})}
+        )
+        by_enumeration = solve_problem(load_problem(exhaustive))
+        assert by_milp.solver.objective == pytest.approx(by_enumeration.solver.objective, rel=1e-6)
+        assert by_milp.figures["micro_batches"] == 1 and by_milp.figures["micro_batch"] == spec.workload.users
+        check = evaluate(load_problem(fixed), by_milp)
+        assert check.feasible and check.cost.joules_per_token == pytest.approx(
+            by_milp.solver.objective, rel=1e-6
+        )
