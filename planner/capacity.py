@@ -56,8 +56,16 @@ class CapacityResult:
             "stages": row.get("stages"),
             "chips": row.get("chips"),
             "joules_per_token": row.get("joules_per_token"),
-            "joules_per_token_by": {
-                k: row.get(f"{k}_j") for k in ("weight", "kv", "compute", "link", "idle") if row
+            "joules_per_token_by": {  # the category names of planner.cost (and `planner solve --json`)
+                cat: row.get(f"{col}_j")
+                for cat, col in (
+                    ("weights", "weight"),
+                    ("kv", "kv"),
+                    ("compute", "compute"),
+                    ("links", "link"),
+                    ("idle", "idle"),
+                )
+                if row
             },
             "tokens_per_s_per_user": row.get("tokens_per_s_per_user"),
             "tokens_per_s": row.get("tokens_per_s"),
