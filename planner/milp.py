@@ -781,7 +781,7 @@ def solve_stages(
         msg = f"the latency of {stages - 1} hops alone exceeds 1/{min_tokens_per_s:g} s"
         return _empty(stages, users, "infeasible", msg)
     if cutoff is not None:
-        lb = lower_bound(graph, hw, users, context, min_tokens_per_s, stages, allowed_tiers)
+        lb = lower_bound(graph, hw, users, context, min_tokens_per_s, stages, allowed_tiers, in_flight)
         if lb is None or lb >= cutoff:
             msg = f"no placement below the cutoff {cutoff:.6g} J/token (lower bound {lb})"
             return _empty(

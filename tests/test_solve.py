@@ -197,3 +197,8 @@ def test_one_micro_batch_in_flight_matches_exhaustive_and_the_evaluator():
         assert check.feasible and check.cost.joules_per_token == pytest.approx(
             by_milp.solver.objective, rel=1e-6
         )
+    # every S: the MILP prunes with lower bounds and cutoffs, which must use b = U as well
+    all_s = solve_problem(load_problem(one))
+    exhaustive = one.model_copy(update={"solver": one.solver.model_copy(update={"method": "exhaustive"})})
+    reference = solve_problem(load_problem(exhaustive))
+    assert all_s.solver.objective == pytest.approx(reference.solver.objective, rel=1e-6)
