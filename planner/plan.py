@@ -182,8 +182,8 @@ def evaluate(problem: Problem, plan: Plan) -> Evaluation:
     return Evaluation(cost, violations)
 
 
-def figures(cost: PipelineCost) -> dict[str, Any]:
-    """Totals and per-group figures of FORMULATION.md §6, in readable units (ms, J, GB, W)."""
+def totals(cost: PipelineCost) -> dict[str, Any]:
+    """The totals of a placement in readable units (ms, J, W): shared by the plan file and --json."""
     return {
         "stages": cost.stages,
         "chips": cost.chips,
@@ -198,6 +198,13 @@ def figures(cost: PipelineCost) -> dict[str, Any]:
         "joules_per_token": cost.joules_per_token,
         "joules_per_token_by": dict(cost.joules_per_token_by),
         "power_w": cost.power_w,
+    }
+
+
+def figures(cost: PipelineCost) -> dict[str, Any]:
+    """Totals and per-group figures of FORMULATION.md §6, in readable units (ms, J, GB, W)."""
+    return {
+        **totals(cost),
         "groups": [
             {
                 "group": g.index,
@@ -223,18 +230,7 @@ def summary(plan: Plan, cost: PipelineCost) -> dict[str, Any]:
     s = plan.solver
     return {
         "status": s.status,
-        "joules_per_token": cost.joules_per_token,
-        "stages": cost.stages,
-        "chips": cost.chips,
-        "users": cost.users,
-        "micro_batch": cost.micro_batch,
-        "micro_batches": cost.micro_batches,
-        "cycle_ms": cost.cycle_s * 1e3,
-        "token_ms": cost.token_s * 1e3,
-        "tokens_per_s_per_user": cost.tokens_per_s_per_user,
-        "tokens_per_s": cost.tokens_per_s,
-        "power_w": cost.power_w,
-        "joules_per_token_by": dict(cost.joules_per_token_by),
+        **totals(cost),
         "objective": s.objective,
         "gap": s.gap,
         "best_bound": s.best_bound,
