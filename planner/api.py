@@ -8,15 +8,16 @@ from pathlib import Path
 import networkx as nx
 import pandas as pd
 
-from planner import calibrate as _calibrate
-from planner import sol as _sol
-from planner.catalog import Hardware, load_hardware
-from planner.errors import PlannerInputError
-from planner.fileio import write_text_atomic
-from planner.instance import InstanceSpec, Problem, load_instance, resolve
-from planner.model import Model, load_model
-from planner.plan import Evaluation, Plan, load_plan
-from planner.plan import evaluate as evaluate_plan
+from planner.core.errors import PlannerInputError
+from planner.core.fileio import write_text_atomic
+from planner.hardware.catalog import Hardware, load_hardware
+from planner.model.graph import Model, load_model
+from planner.plans.plan import Evaluation, Plan, load_plan
+from planner.plans.plan import evaluate as evaluate_plan
+from planner.problem.instance import InstanceSpec, load_instance
+from planner.problem.problem import Problem, resolve
+from planner.studies import calibration as _calibrate
+from planner.studies import sol as _sol
 
 
 def _as_model(model: str | Path | Model, weight_dtype: str, kv_dtype: str) -> Model:
@@ -66,7 +67,7 @@ def load_problem(instance: str | Path | InstanceSpec, source: str | None = None)
 
 def solve(instance: str | Path | InstanceSpec, progress=None) -> Plan:
     """Best placement of an instance over all stage counts (see planner.solve). Raises InfeasibleError."""
-    from planner.solve import solve_problem  # imports the solver stack (Pyomo) only when solving
+    from planner.placement.solve import solve_problem  # imports the solver stack (Pyomo) only when solving
 
     return solve_problem(load_problem(instance), progress)
 
@@ -116,7 +117,7 @@ def calibrate(
 def capacity(instance: str | Path | InstanceSpec, cache: str | Path | None = None, progress=None):
     """Most users an instance (its users ignored) serves at its floor: exact search with the solver as
     oracle (see planner.capacity). Returns a planner.capacity.CapacityResult (.max_users, .summary())."""
-    from planner.capacity import max_users
+    from planner.studies.capacity import max_users
 
     spec = instance if isinstance(instance, InstanceSpec) else load_instance(instance)
     return max_users(spec, cache=cache, progress=progress)
@@ -133,7 +134,7 @@ def compare(
 ):
     """KV memory technologies side by side (see planner.studies.compare): a Comparison with `points`
     (model x memory x users rows) and `maxima` (max users per model x memory)."""
-    from planner.studies import compare as _compare
+    from planner.studies.compare import compare as _compare
 
     models = [models] if isinstance(models, str) else list(models)
     return _compare(models, hardware, list(memories), list(users), context, min_tokens_per_s, **options)
@@ -148,6 +149,6 @@ def sweep(
 ) -> pd.DataFrame:
     """Run a sweep (a sweep YAML path or planner.sweep.SweepSpec) in parallel, cached per case; one tidy
     table sorted by the case keys (see planner.sweep)."""
-    from planner.sweep import sweep as _sweep
+    from planner.runs.sweep import sweep as _sweep
 
     return _sweep(spec, cache=cache, workers=workers, scheduler=scheduler, progress=progress)

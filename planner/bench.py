@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from planner.catalog import load_hardware
-from planner.milp import lower_bound, solve_stages, solve_stages_milp
-from planner.model import load_model
+from planner.hardware.catalog import load_hardware
+from planner.model.graph import load_model
+from planner.placement.search import lower_bound, solve_stages, solve_stages_milp
 
 
 def _hardware(spec: str) -> tuple[str, str | None]:

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from planner.calibrate import (
+from planner.cli import app
+from planner.hardware.catalog import load_hardware
+from planner.studies.calibration import (
     FittedParams,
     apply,
     check,
@@ -17,8 +19,6 @@ from planner.calibrate import (
     priors_from_microbench,
     read_measurements,
 )
-from planner.catalog import load_hardware
-from planner.cli import app
 
 MEASURED = Path(__file__).resolve().parents[2] / "shared" / "measurements" / "h100-sxm"
 CSV = MEASURED / "decode_dense_4096x32.csv"
@@ -180,8 +180,8 @@ def test_calibrate_writes_loadable_hardware(tmp_path):
     args += ["--out", str(out), "--holdout", "users=128", "--report", str(report)]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    from planner.catalog import HARDWARE_DIR, HardwareSpec
-    from planner.fileio import read_mapping
+    from planner.core.fileio import read_mapping
+    from planner.hardware.catalog import HARDWARE_DIR, HardwareSpec
 
     spec = HardwareSpec.model_validate(read_mapping(out))
     base = HardwareSpec.model_validate(read_mapping(HARDWARE_DIR / "h100-sxm.yaml"))

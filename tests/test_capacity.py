@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from planner.capacity import capacity_bound_users, search_max_users, spec_with_users
-from planner.instance import spec_from_flags
-from planner.sweep import CaseResult
+from planner.problem.instance import spec_from_flags
+from planner.runs.cache import CaseResult
+from planner.studies.capacity import capacity_bound_users, search_max_users, spec_with_users
 
 SMALL = dict(
     model="llama-3.1-8b",
@@ -65,26 +65,14 @@ def test_capacity_bound_is_an_upper_bound_by_bytes():
     assert bound == int((2 * 4 * (0.256e9 + 144e9) - 16.060522496e9) // per_user)
 
 
-def _solver_available() -> bool:
-    try:
-        import planner.solve  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_solver = pytest.mark.skipif(not _solver_available(), reason="planner.milp not available yet")
-
-
-@needs_solver
 @pytest.mark.parametrize("floor", [20, 300])  # capacity binds at 20 tokens/s, the speed floor at 300
 def test_max_users_agrees_with_independent_solves(tmp_path, floor):
     """U* from the search; then a fresh solve (no cache) at U* is feasible and at U* + 1 infeasible."""
     from planner.api import solve
-    from planner.capacity import max_users
-    from planner.errors import InfeasibleError
-    from planner.instance import resolve
-    from planner.plan import evaluate
+    from planner.core.errors import InfeasibleError
+    from planner.plans.plan import evaluate
+    from planner.problem.problem import resolve
+    from planner.studies.capacity import max_users
 
     spec = spec_from_flags(**{**SMALL, "min_tokens_per_s": floor})
     result = max_users(spec, cache=tmp_path)
@@ -104,7 +92,6 @@ def test_max_users_agrees_with_independent_solves(tmp_path, floor):
         ).feasible
 
 
-@needs_solver
 def test_capacity_cli_json(cli, tmp_path):
     import json
 

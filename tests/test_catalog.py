@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from planner.catalog import (
+from planner.core.errors import PlannerInputError
+from planner.hardware.catalog import (
     HARDWARE_DIR,
     MEMORY_DIR,
     hardware_names,
@@ -19,7 +20,6 @@ from planner.catalog import (
     load_memory_tech,
     memory_tech_names,
 )
-from planner.errors import PlannerInputError
 
 
 def _yaml(path: Path) -> dict:

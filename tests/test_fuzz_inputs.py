@@ -23,8 +23,8 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from planner.catalog import HARDWARE_DIR, MEMORY_DIR
-from planner.model import GRAPHS_DIR
+from planner.hardware.catalog import HARDWARE_DIR, MEMORY_DIR
+from planner.model.config import GRAPHS_DIR
 
 SCALE = max(1, int(os.environ.get("PLANNER_FUZZ_SCALE", "1")))
 MAX_LINES = 40

@@ -14,11 +14,13 @@ import random
 import networkx as nx
 import pytest
 
-from planner.catalog import Hardware, MemoryTier, load_hardware
-from planner.cost import micro_batches, node_cost, pipeline_cost
-from planner.exhaustive import exhaustive_stages
-from planner.milp import StageSolution, lower_bound, solve_stages, solve_stages_milp
-from planner.model import Dtypes, HFConfig, build_graph, kv_tokens, load_model
+from planner.cost.node import node_cost
+from planner.cost.pipeline import micro_batches, pipeline_cost
+from planner.hardware.catalog import Hardware, MemoryTier, load_hardware
+from planner.model.config import HFConfig
+from planner.model.graph import Dtypes, build_graph, kv_tokens, load_model
+from planner.placement.reference import exhaustive_stages
+from planner.placement.search import StageSolution, lower_bound, solve_stages, solve_stages_milp
 
 BASE = load_hardware("sram-pipeline", kv_memory="hbm3e")
 REL = 1e-6

@@ -12,8 +12,9 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
-from planner.errors import PlannerInputError
-from planner.model import GRAPHS_DIR, HFConfig, load_model
+from planner.core.errors import PlannerInputError
+from planner.model.config import GRAPHS_DIR, HFConfig
+from planner.model.graph import load_model
 
 SHIPPED = [
     "llama-3.1-8b",

@@ -13,10 +13,11 @@ import yaml
 from typer.testing import CliRunner
 
 from planner.cli import app
-from planner.cost import pipeline_cost
-from planner.instance import load_instance, resolve, spec_from_flags
-from planner.plan import Plan, SolverFacts, evaluate, figures, load_plan
-from planner.sol import balanced_partition, greedy_tier_split
+from planner.cost.pipeline import pipeline_cost
+from planner.plans.plan import Plan, SolverFacts, evaluate, figures, load_plan
+from planner.problem.instance import load_instance, spec_from_flags
+from planner.problem.problem import resolve
+from planner.studies.sol import balanced_partition, greedy_tier_split
 
 runner = CliRunner()
 TINY = "instances/llama-3.1-8b_tiny.yaml"

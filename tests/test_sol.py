@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from planner.api import sol
-from planner.catalog import load_hardware
+from planner.hardware.catalog import load_hardware
 
 H100_BW = 3.35e12  # B/s, NVIDIA H100 SXM datasheet
 H100_BF16 = 989e12  # FLOP/s dense, NVIDIA H100 SXM datasheet

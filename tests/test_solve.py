@@ -9,13 +9,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-import planner.solve as solve_module
+import planner.placement.solve as solve_module
 from planner.api import load_problem
 from planner.cli import app
-from planner.cost import pipeline_cost
-from planner.instance import spec_from_flags
-from planner.plan import evaluate
-from planner.solve import solve_problem
+from planner.cost.pipeline import pipeline_cost
+from planner.placement.solve import solve_problem
+from planner.plans.plan import evaluate
+from planner.problem.instance import spec_from_flags
 
 runner = CliRunner()
 TINY = "instances/llama-3.1-8b_tiny.yaml"
@@ -152,7 +152,7 @@ def test_more_users_never_raise_the_best_j_per_token_while_the_plan_still_holds(
 
 def test_highs_failure_is_reported_as_such(monkeypatch):
     """A solver that fails for every S: exit 3 with HiGHS's own words, not 'infeasible' and no traceback."""
-    from planner import milp
+    from planner.placement import search as milp
 
     def failing(*args, **kwargs):
         return milp.StageSolution(

@@ -9,19 +9,14 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from planner.capacity import spec_with_users
-from planner.cost import pipeline_cost
-from planner.instance import load_instance, resolve
-from planner.plan import Plan, SolverFacts, evaluate
-from planner.sol import balanced_partition, greedy_tier_split
-from planner.studies import (
-    kv_demand,
-    kv_traffic,
-    memory_ratios,
-    one_batch_max_users,
-    one_micro_batch_cost,
-    pareto_front,
-)
+from planner.cost.pipeline import pipeline_cost
+from planner.plans.metrics import kv_traffic, one_batch_max_users, one_micro_batch_cost, pareto_front
+from planner.plans.plan import Plan, SolverFacts, evaluate
+from planner.problem.instance import load_instance
+from planner.problem.problem import resolve
+from planner.studies.capacity import spec_with_users
+from planner.studies.kv_demand import kv_demand, memory_ratios
+from planner.studies.sol import balanced_partition, greedy_tier_split
 
 TINY = "instances/llama-3.1-8b_tiny.yaml"
 
@@ -154,7 +149,7 @@ def test_kv_demand_cli_explains_a_missing_table(cli, input_error, tmp_path):
 
 
 def test_case_row_columns_are_the_declared_ones(problem):
-    from planner.studies import CASE_COLUMNS, case_row
+    from planner.plans.metrics import CASE_COLUMNS, case_row
 
     groups, w, k = placement(problem, 2)
     plan = Plan(
@@ -177,22 +172,10 @@ def test_pareto_front_ignores_duplicate_index_labels():
     assert list(front["users"]) == [60705]
 
 
-def _solver_available() -> bool:
-    try:
-        import planner.solve  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_solver = pytest.mark.skipif(not _solver_available(), reason="planner.milp not available yet")
-
-
-@needs_solver
 def test_deep_pipeline_study_on_a_small_model(tmp_path):
     """With S = 1 one micro-batch is the deep pipeline: both maxima agree exactly; deeper S serve more."""
-    from planner.studies import deep_pipeline, write_deep_pipeline
-    from planner.sweep import SweepSpec
+    from planner.runs.sweep import SweepSpec
+    from planner.studies.deep_pipeline import deep_pipeline, write_deep_pipeline
 
     spec = SweepSpec(
         name="small deep pipeline",
@@ -216,11 +199,10 @@ def test_deep_pipeline_study_on_a_small_model(tmp_path):
     assert "planner study deep-pipeline --sweep small.yaml" in paths[1].read_text()
 
 
-@needs_solver
 def test_compare_on_a_small_model(tmp_path):
-    from planner.capacity import max_users
-    from planner.instance import spec_from_flags
-    from planner.studies import compare, write_comparison
+    from planner.problem.instance import spec_from_flags
+    from planner.studies.capacity import max_users
+    from planner.studies.compare import compare, write_comparison
 
     c = compare(
         ["llama-3.1-8b"],

@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from planner.errors import PlannerInputError
-from planner.sweep import TIMING_COLUMNS, Cache, SweepSpec, load_sweep, run_cases, sweep, table, write_table
+from planner.core.errors import PlannerInputError
+from planner.runs.cache import Cache
+from planner.runs.executor import run_cases
+from planner.runs.sweep import TIMING_COLUMNS, SweepSpec, load_sweep, sweep, table, write_table
 
 SMALL = {
     "name": "test",
@@ -23,17 +25,6 @@ SMALL = {
     "chips_per_group": 4,
     "max_groups": 2,
 }
-
-
-def _solver_available() -> bool:
-    try:
-        import planner.solve  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_solver = pytest.mark.skipif(not _solver_available(), reason="planner.milp not available yet")
 
 
 def results_only(frame: pd.DataFrame) -> pd.DataFrame:
@@ -78,7 +69,6 @@ def test_sweep_cli_explains_bad_file(cli, input_error, tmp_path):
     input_error(cli(["sweep", write(tmp_path, SMALL), "--out", tmp_path / "t.txt"]), ".csv or .parquet")
 
 
-@needs_solver
 def test_interrupted_sweep_resumes_to_the_same_table(tmp_path):
     """Interrupt after two cases (KeyboardInterrupt from the progress callback), rerun with the same
     cache: the finished cases are not solved again and the table equals an uninterrupted run's."""
@@ -105,7 +95,6 @@ def test_interrupted_sweep_resumes_to_the_same_table(tmp_path):
     pd.testing.assert_frame_equal(results_only(full), results_only(whole))
 
 
-@needs_solver
 def test_infeasible_cases_are_cached_results(tmp_path):
     spec = SweepSpec.model_validate({**SMALL, "memory": ["hbm3e"], "users": [10**7]})
     frame = sweep(spec, cache=tmp_path, workers=1)
@@ -116,7 +105,6 @@ def test_infeasible_cases_are_cached_results(tmp_path):
     assert Cache(tmp_path).get(spec.cases()[0]).row["binding"] == frame["binding"].iloc[0]
 
 
-@needs_solver
 def test_dask_local_cluster_gives_the_local_results(tmp_path):
     from distributed import LocalCluster
 
@@ -134,7 +122,6 @@ def test_dask_local_cluster_gives_the_local_results(tmp_path):
     pd.testing.assert_frame_equal(results_only(remote), results_only(local))
 
 
-@needs_solver
 def test_tables_round_trip_and_sort(tmp_path):
     spec = SweepSpec.model_validate(SMALL)
     results = run_cases(spec.cases(), Cache(tmp_path / "cache"), workers=1)
@@ -147,7 +134,6 @@ def test_tables_round_trip_and_sort(tmp_path):
         assert list(again["joules_per_token"]) == pytest.approx(list(frame["joules_per_token"]))
 
 
-@needs_solver
 def test_sweep_cli_writes_the_table(cli, tmp_path):
     out = tmp_path / "t.csv"
     result = cli(["sweep", write(tmp_path, SMALL), "--out", out, "--cache", tmp_path / "c", "--workers", "1"])
@@ -157,7 +143,7 @@ def test_sweep_cli_writes_the_table(cli, tmp_path):
 
 def test_cache_ignores_results_of_other_code_or_data(tmp_path):
     """A cached file is used only if its inputs fingerprint (code and data files) still matches."""
-    from planner.sweep import CaseResult
+    from planner.runs.cache import CaseResult
 
     spec = SweepSpec.model_validate(SMALL).cases()[0]
     cache = Cache(tmp_path)

@@ -11,7 +11,7 @@ import time
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from planner.units import (
+from planner.core.units import (
     Bytes,
     BytesPerSecond,
     FlopsPerSecond,

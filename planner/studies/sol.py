@@ -14,10 +14,10 @@ from collections.abc import Sequence
 import networkx as nx
 import pandas as pd
 
-from planner.catalog import Hardware
-from planner.cost import PipelineCost, pipeline_cost
-from planner.errors import PlannerInputError
-from planner.model import Model, kv_tokens
+from planner.core.errors import PlannerInputError
+from planner.cost.pipeline import PipelineCost, pipeline_cost
+from planner.hardware.catalog import Hardware
+from planner.model.graph import Model, kv_tokens
 
 
 def node_bytes(graph: nx.DiGraph, n: str, users: int, context: int) -> float:

@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from planner.catalog import Hardware, load_hardware
-from planner.errors import PlannerInputError, problems_from_validation
-from planner.fileio import read_mapping
-from planner.model import Model, load_model
-from planner.units import DTYPE_BYTES, Seconds
+from planner.core.errors import PlannerInputError, problems_from_validation
+from planner.core.fileio import read_mapping
+from planner.core.units import DTYPE_BYTES, Seconds
 
 
 class _Strict(BaseModel):
@@ -95,32 +92,6 @@ class InstanceSpec(_Strict):
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-@dataclass(frozen=True)
-class Problem:
-    """An instance with its model and hardware loaded: what the optimizer and the evaluator read."""
-
-    spec: InstanceSpec
-    model: Model
-    hw: Hardware
-    tiers: tuple[str, ...]
-
-    @property
-    def users(self) -> int:
-        return self.spec.workload.users
-
-    @property
-    def context(self) -> int:
-        return self.spec.workload.context
-
-    @property
-    def min_tokens_per_s(self) -> float:
-        return self.spec.workload.min_tokens_per_s
-
-    @property
-    def max_groups(self) -> int:
-        return self.spec.max_groups
-
-
 def _resolve_path(value: str, base: Path | None) -> str:
     """A relative path in an instance file is taken relative to that file, if it exists there."""
     if base is not None and ("/" in value or value.endswith((".json", ".yaml", ".yml"))):
@@ -142,25 +113,6 @@ def load_instance(path: str | Path) -> InstanceSpec:
     return spec.model_copy(
         update={"model": _resolve_path(spec.model, base), "hardware": _resolve_path(spec.hardware, base)}
     )
-
-
-def resolve(spec: InstanceSpec, source: str = "instance") -> Problem:
-    """Load the model and hardware of an instance and check the tiers it names."""
-    w = spec.workload
-    model = load_model(spec.model, w.weight_dtype, w.kv_dtype, w.activation_dtype)
-    hw = load_hardware(spec.hardware, spec.kv_memory)
-    if spec.chips_per_group is not None:
-        if spec.chips_per_group > 1 and hw.intra_link is None:
-            raise PlannerInputError(
-                source, [f"chips_per_group: {spec.chips_per_group} needs an intra_group_link in {hw.name}"]
-            )
-        hw = hw.with_chips_per_group(spec.chips_per_group)
-    names = tuple(t.name for t in hw.tiers)
-    tiers = tuple(spec.tiers) if spec.tiers else names
-    unknown = [t for t in tiers if t not in names]
-    if unknown:
-        raise PlannerInputError(source, [f"tiers: {unknown} not on {hw.name}; its tiers are {list(names)}"])
-    return Problem(spec=spec, model=model, hw=hw, tiers=tiers)
 
 
 def spec_from_flags(**fields) -> InstanceSpec:

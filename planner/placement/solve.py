@@ -13,13 +13,15 @@ import math
 import time
 from collections.abc import Callable
 
-from planner import exhaustive, milp
-from planner.cost import micro_batches, node_cost
-from planner.errors import InfeasibleError, SolverFailure
-from planner.instance import Problem
-from planner.model import kv_tokens
-from planner.plan import Plan, SolverFacts, StageRecord, clean_split, evaluate, figures
-from planner.units import human_bytes
+from planner.core.errors import InfeasibleError, SolverFailure
+from planner.core.units import human_bytes
+from planner.cost.node import node_cost
+from planner.cost.pipeline import micro_batches
+from planner.model.graph import kv_tokens
+from planner.placement import reference as exhaustive
+from planner.placement import search as milp
+from planner.plans.plan import Plan, SolverFacts, StageRecord, clean_split, evaluate, figures
+from planner.problem.problem import Problem
 
 Progress = Callable[[int, StageRecord], None]
 EXPLAIN_BUDGET_S = 20.0  # seconds spent finding the fastest placement when explaining infeasibility

@@ -65,8 +65,9 @@ from pyomo.contrib.solver.common.factory import SolverFactory
 from pyomo.contrib.solver.common.results import TerminationCondition
 from pyomo.core.expr.numeric_expr import LinearExpression
 
-from planner.catalog import Hardware
-from planner.cost import boundary_cost, micro_batches, node_cost, pipeline_cost
+from planner.cost.node import boundary_cost, node_cost
+from planner.cost.pipeline import micro_batches, pipeline_cost
+from planner.hardware.catalog import Hardware
 
 CAPACITY_MARGIN = 1e-9  # relative; keeps solver round-off from overfilling a tier
 _INF = highspy.kHighsInf

@@ -13,7 +13,7 @@ matplotlib.rcParams["text.parse_math"] = False  # names like "a$b" are text, not
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from planner.fileio import write_bytes_atomic  # noqa: E402
+from planner.core.fileio import write_bytes_atomic  # noqa: E402
 
 SOL_PARTS = [
     ("weight_ms", "weights", "#4C72B0"),
@@ -166,7 +166,7 @@ def plot_memory_comparison(points: pd.DataFrame, maxima: pd.DataFrame, path: str
     """Pareto plot, one panel per model: J/token against users (log-log), one line per KV memory
     technology through its feasible points, a star at its max users; the black steps join the points no
     other technology beats on both axes (more users and fewer J/token)."""
-    from planner.studies import pareto_front
+    from planner.plans.metrics import pareto_front
 
     models = list(dict.fromkeys(maxima["model"]))
     fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 4.8), squeeze=False)

@@ -29,8 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from planner.instance import InstanceSpec, resolve
-from planner.sweep import Cache, CaseResult, executor, solve_case
+from planner.problem.instance import InstanceSpec
+from planner.problem.problem import resolve
+from planner.runs.cache import Cache, CaseResult, solve_case
+from planner.runs.executor import executor
 
 MAX_USERS = 100_000_000  # WorkloadSpec's limit
 

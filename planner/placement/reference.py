@@ -28,9 +28,10 @@ import networkx as nx
 import numpy as np
 from scipy.optimize import linprog
 
-from planner.catalog import Hardware
-from planner.cost import NodeCost, boundary_cost, micro_batches, node_cost
-from planner.milp import StageSolution
+from planner.cost.node import NodeCost, boundary_cost, node_cost
+from planner.cost.pipeline import micro_batches
+from planner.hardware.catalog import Hardware
+from planner.placement.search import StageSolution
 
 
 def _partition_lp(

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from planner.errors import PlannerInputError
+from planner.core.errors import PlannerInputError
 
 
 def read_mapping(path: str | Path) -> dict[str, Any]:
@@ -87,4 +87,4 @@ def _umask() -> int:
 
 def project_root() -> Path:
     """The repository root (where graphs/ and instances/ live)."""
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]

@@ -17,11 +17,12 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from planner.cost import PipelineCost, pipeline_cost
-from planner.errors import PlannerInputError, problems_from_validation
-from planner.fileio import read_mapping, write_text_atomic
-from planner.instance import InstanceSpec, Problem, resolve
-from planner.model import kv_tokens
+from planner.core.errors import PlannerInputError, problems_from_validation
+from planner.core.fileio import read_mapping, write_text_atomic
+from planner.cost.pipeline import PipelineCost, pipeline_cost
+from planner.model.graph import kv_tokens
+from planner.problem.instance import InstanceSpec
+from planner.problem.problem import Problem, resolve
 
 SPLIT_TOLERANCE = 1e-6  # fractions may miss 1 by this much (solver round-off)
 CAPACITY_TOLERANCE = 1e-6  # relative

@@ -36,11 +36,12 @@ import numpy as np
 import yaml
 from pydantic import ValidationError
 
-from planner.catalog import HARDWARE_DIR, Hardware, _named_file, load_hardware
-from planner.cost import PipelineCost, pipeline_cost
-from planner.errors import PlannerInputError, problems_from_validation
-from planner.fileio import read_mapping, write_text_atomic
-from planner.model import Dtypes, HFConfig, build_graph
+from planner.core.errors import PlannerInputError, problems_from_validation
+from planner.core.fileio import read_mapping, write_text_atomic
+from planner.cost.pipeline import PipelineCost, pipeline_cost
+from planner.hardware.catalog import HARDWARE_DIR, Hardware, _named_file, load_hardware
+from planner.model.config import HFConfig
+from planner.model.graph import Dtypes, build_graph
 
 SHAPE_COLUMNS = (
     "hidden_size",

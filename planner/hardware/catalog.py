@@ -13,9 +13,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from planner.errors import PlannerInputError, problems_from_validation
-from planner.fileio import is_file, project_root, read_mapping
-from planner.units import (
+from planner.core.errors import PlannerInputError, problems_from_validation
+from planner.core.fileio import is_file, project_root, read_mapping
+from planner.core.units import (
     Bytes,
     BytesPerSecond,
     FlopsPerSecond,
@@ -235,9 +235,19 @@ def _validated(model: type[BaseModel], path: Path) -> BaseModel:
         raise PlannerInputError(path, problems_from_validation(exc)) from None
 
 
+def memory_tech_path(name_or_path: str | Path) -> Path:
+    """The file of a memory technology: instances/memory/NAME.yaml, or a path."""
+    return _named_file(MEMORY_DIR, name_or_path, "memory technology")
+
+
+def hardware_path(name_or_path: str | Path) -> Path:
+    """The file of a hardware: instances/hardware/NAME.yaml, or a path."""
+    return _named_file(HARDWARE_DIR, name_or_path, "hardware")
+
+
 def load_memory_tech(name_or_path: str | Path) -> MemoryTechSpec:
     """Read instances/memory/NAME.yaml (or a path)."""
-    return _validated(MemoryTechSpec, _named_file(MEMORY_DIR, name_or_path, "memory technology"))
+    return _validated(MemoryTechSpec, memory_tech_path(name_or_path))
 
 
 def memory_tech_names() -> list[str]:
@@ -256,13 +266,8 @@ def _tier(spec: TierSpec, tech: MemoryTechSpec, chip: ChipSpec) -> MemoryTier:
     )
 
 
-def load_hardware(name_or_path: str | Path, kv_memory: str | None = None) -> Hardware:
-    """Read instances/hardware/NAME.yaml (or a path); `kv_memory` swaps the technology of its KV tier.
-
-    With kv_memory an on-chip technology (sram), the off-chip tier is dropped: everything lives in SRAM.
-    """
-    path = _named_file(HARDWARE_DIR, name_or_path, "hardware")
-    spec: HardwareSpec = _validated(HardwareSpec, path)
+def _tier_specs(spec: HardwareSpec, path: Path, kv_memory: str | None) -> list[TierSpec]:
+    """The hardware's tiers with `kv_memory` (if given) as the technology of its KV tier."""
     tier_specs = list(spec.memory)
     if kv_memory is not None:
         if spec.kv_memory_tier is None:
@@ -278,6 +283,25 @@ def load_hardware(name_or_path: str | Path, kv_memory: str | None = None) -> Har
                 tier_specs = [TierSpec(tech=str(kv_memory))]
         else:
             tier_specs[spec.kv_memory_tier] = TierSpec(tech=str(kv_memory))
+    return tier_specs
+
+
+def hardware_files(name_or_path: str | Path, kv_memory: str | None = None) -> list[Path]:
+    """Every file a resolved hardware is read from: the hardware file and each memory technology file of
+    its tiers (shipped or given by path), in tier order."""
+    path = hardware_path(name_or_path)
+    spec: HardwareSpec = _validated(HardwareSpec, path)
+    return [path] + [memory_tech_path(t.tech) for t in _tier_specs(spec, path, kv_memory)]
+
+
+def load_hardware(name_or_path: str | Path, kv_memory: str | None = None) -> Hardware:
+    """Read instances/hardware/NAME.yaml (or a path); `kv_memory` swaps the technology of its KV tier.
+
+    With kv_memory an on-chip technology (sram), the off-chip tier is dropped: everything lives in SRAM.
+    """
+    path = hardware_path(name_or_path)
+    spec: HardwareSpec = _validated(HardwareSpec, path)
+    tier_specs = _tier_specs(spec, path, kv_memory)
     problems, tiers = [], []
     for i, t in enumerate(tier_specs):
         try:

@@ -1,0 +1,183 @@
+"""One solved case and the cache of case results (one JSON file per instance digest)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from planner.core.errors import InfeasibleError
+from planner.core.fileio import write_text_atomic
+from planner.problem.instance import InstanceSpec
+from planner.problem.problem import instance_files, resolve
+
+CACHE_VERSION = 2
+
+
+# ---------------------------------------------------------------------------------------------- one case
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """One solved case: the flat table row and the placement (groups and tier splits) when feasible."""
+
+    spec: InstanceSpec
+    row: dict[str, Any]
+    plan: dict[str, Any] | None
+
+    @property
+    def feasible(self) -> bool:
+        return self.row["status"] not in ("infeasible", "error")
+
+    @property
+    def proven(self) -> bool:
+        """False for an infeasible verdict reached with some S stopped by the time limit."""
+        return bool(self.row.get("proven", True))
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "version": CACHE_VERSION,
+                "digest": self.spec.digest(),
+                "spec": self.spec.model_dump(mode="json"),
+                "row": self.row,
+                "plan": self.plan,
+                "inputs": inputs_fingerprint(self.spec),
+            },
+            sort_keys=True,
+        )
+
+    @staticmethod
+    def from_json(text: str) -> CaseResult:
+        data = json.loads(text)
+        return CaseResult(InstanceSpec.model_validate(data["spec"]), data["row"], data["plan"])
+
+
+def key_row(spec: InstanceSpec) -> dict[str, Any]:
+    """The case's coordinates (the KEY_COLUMNS)."""
+    w = spec.workload
+    return {
+        "model": spec.model,
+        "hardware": spec.hardware,
+        "memory": spec.kv_memory or "",
+        "chips_per_group": spec.chips_per_group or 0,
+        "max_groups": spec.max_groups,
+        "fixed_stages": spec.solver.stages or 0,
+        "in_flight": w.micro_batches or 0,  # 0: min(users, S), the deep pipeline
+        "users": w.users,
+        "context": w.context,
+        "min_tokens_per_s": float(w.min_tokens_per_s),
+    }
+
+
+def run_case(spec_data: dict[str, Any]) -> str:
+    """Solve one case (a worker's job): JSON of its CaseResult. Infeasible is a result; errors are rows.
+
+    Takes and returns plain JSON-able data so any executor (processes, dask workers) can carry it.
+    """
+    from planner.placement.solve import solve_problem
+    from planner.plans.metrics import case_row
+    from planner.plans.plan import Plan
+
+    spec = InstanceSpec.model_validate(spec_data)
+    row = key_row(spec)
+    records: dict[int, Any] = {}
+    started = time.perf_counter()
+    try:
+        problem = resolve(spec)
+        plan: Plan = solve_problem(problem, lambda s, record: records.__setitem__(s, record))
+    except InfeasibleError as exc:
+        stopped = sorted(s for s, r in records.items() if r.status in ("time_limit", "error"))
+        row |= {
+            "status": "infeasible",
+            "binding": exc.binding,
+            "explanation": exc.explanation,
+            "proven": not stopped,
+            "solve_s": time.perf_counter() - started,
+        }
+        return CaseResult(spec, row, None).to_json()
+    except Exception as exc:  # a bug or a solver failure: report it in the table, do not cache it
+        row |= {"status": "error", "binding": "", "explanation": f"{type(exc).__name__}: {exc}"}
+        row["solve_s"] = time.perf_counter() - started
+        return CaseResult(spec, row, None).to_json()
+    if plan.solver.status == "interrupted":  # solve_problem keeps a partial best on Ctrl-C: not a result
+        raise KeyboardInterrupt
+    row |= {"binding": "", "explanation": "", "proven": True}
+    row |= case_row(problem, plan)
+    row["solve_s"] = time.perf_counter() - started
+    placement = plan.model_dump(mode="json", include={"stages", "groups", "weight_split", "kv_split"})
+    return CaseResult(spec, row, placement).to_json()
+
+
+@functools.lru_cache(maxsize=4096)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _digest_of(path: Path) -> str:
+    stat = path.stat()
+    return _file_digest(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """Hash of every module of the planner package (relative path and content): any code change, a moved
+    module included, invalidates cached results."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(f"{path.relative_to(package).as_posix()}:{_digest_of(path)};".encode())
+    return digest.hexdigest()
+
+
+def inputs_fingerprint(spec: InstanceSpec) -> str:
+    """Hash of everything besides the instance that a result depends on: the planner's code and the
+    content of every file the instance references (model config, hardware file, and each memory
+    technology file its tiers use, shipped or given by path). A cached result whose fingerprint differs is
+    solved again."""
+    digest = hashlib.sha256(code_fingerprint().encode())
+    for path in instance_files(spec):
+        digest.update(f"{path.as_posix()}:{_digest_of(path)};".encode())
+    return digest.hexdigest()[:16]
+
+
+class Cache:
+    """Case results as DIR/<instance digest>.json. A file is used only if its format version, instance
+    and inputs fingerprint (code and data files, see inputs_fingerprint) all match; else it is redone."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+
+    def path(self, spec: InstanceSpec) -> Path:
+        return self.directory / f"{spec.digest()}.json"
+
+    def get(self, spec: InstanceSpec) -> CaseResult | None:
+        path = self.path(spec)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        if data.get("version") != CACHE_VERSION or data.get("spec") != spec.model_dump(mode="json"):
+            return None
+        if data.get("inputs") != inputs_fingerprint(spec):
+            return None
+        return CaseResult(spec, data["row"], data["plan"])
+
+    def put(self, result: CaseResult) -> None:
+        if result.row["status"] != "error":
+            write_text_atomic(self.path(result.spec), result.to_json())
+
+
+def solve_case(spec: InstanceSpec, cache: Cache | None = None) -> CaseResult:
+    """One case in this process, through the cache."""
+    hit = cache.get(spec) if cache is not None else None
+    if hit is not None:
+        return hit
+    result = CaseResult.from_json(run_case(spec.model_dump(mode="json")))
+    if cache is not None:
+        cache.put(result)
+    return result
