@@ -65,14 +65,14 @@ def test_same_instance_same_plan_byte_for_byte(tiny_plan, tmp_path):
 
 def test_ctrl_c_keeps_the_best_plan_found(monkeypatch, tmp_path):
     """Ctrl-C while S=2 is being solved: the S=1 plan is returned (status interrupted) and written out."""
-    real = solve_module._solve_one_s
+    real = solve_module.solve_stage
 
-    def interrupt_at_two(problem, stages, best):
+    def interrupt_at_two(problem, stages, *args, **kwargs):
         if stages == 2:
             raise KeyboardInterrupt
-        return real(problem, stages, best)
+        return real(problem, stages, *args, **kwargs)
 
-    monkeypatch.setattr(solve_module, "_solve_one_s", interrupt_at_two)
+    monkeypatch.setattr(solve_module, "solve_stage", interrupt_at_two)
     out = tmp_path / "plan.yaml"
     result = runner.invoke(app, ["solve", TINY, "--out", str(out)])
     assert result.exit_code == 130, result.output
@@ -152,26 +152,12 @@ def test_more_users_never_raise_the_best_j_per_token_while_the_plan_still_holds(
 
 def test_highs_failure_is_reported_as_such(monkeypatch):
     """A solver that fails for every S: exit 3 with HiGHS's own words, not 'infeasible' and no traceback."""
-    from planner.placement import search as milp
+    from planner.placement.solution import empty
 
-    def failing(*args, **kwargs):
-        return milp.StageSolution(
-            stages=args[5],
-            micro_batches=1,
-            status="error",
-            objective=None,
-            best_bound=None,
-            gap=None,
-            groups=None,
-            weight_split=None,
-            kv_split=None,
-            cycle_s=None,
-            build_s=0.0,
-            solve_s=0.0,
-            message="HiGHS: simulated failure",
-        )
+    def failing(problem, stages, *args, **kwargs):
+        return solve_module.StageRun(empty(stages, 1, "error", "HiGHS: simulated failure"))
 
-    monkeypatch.setattr(milp, "solve_stages", failing)
+    monkeypatch.setattr(solve_module, "solve_stage", failing)
     result = runner.invoke(app, ["solve", TINY])
     assert result.exit_code == 3, result.output
     assert "solver failure" in result.output and "simulated failure" in result.output

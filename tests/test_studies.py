@@ -9,7 +9,6 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from planner.cost.pipeline import pipeline_cost
 from planner.plans.metrics import kv_traffic, one_batch_max_users, one_micro_batch_cost, pareto_front
 from planner.plans.plan import Plan, SolverFacts, evaluate
 from planner.problem.instance import load_instance
@@ -22,10 +21,16 @@ TINY = "instances/llama-3.1-8b_tiny.yaml"
 
 
 def placement(problem, stages: int):
-    graph = problem.model.graph
+    graph = problem.graph
     groups = balanced_partition(graph, stages, problem.users, problem.context)
     w, k = greedy_tier_split(graph, problem.hw, groups, problem.users, problem.context)
     return groups, w, k
+
+
+def hand_plan(problem, stages: int) -> Plan:
+    groups, w, k = placement(problem, stages)
+    facts = SolverFacts(method="hand", status="optimal")
+    return Plan(instance=problem.spec, stages=stages, groups=groups, weight_split=w, kv_split=k, solver=facts)
 
 
 @pytest.fixture(scope="module")
@@ -35,70 +40,66 @@ def problem():
 
 @pytest.mark.parametrize("stages", [1, 2, 3])
 def test_one_micro_batch_equals_deep_pipeline_for_one_user(problem, stages):
-    """One user is one micro-batch either way: same token time and J/token as planner.cost."""
-    graph, hw = problem.model.graph, problem.hw
-    groups, w, k = placement(problem, stages)
-    deep = pipeline_cost(graph, hw, 1, problem.context, groups, w, k)
-    one = one_micro_batch_cost(graph, hw, 1, problem.context, groups, w, k)
+    """One user is one micro-batch either way: same period and J/token as planner.cost."""
+    one_user = problem.with_users(1)
+    plan = hand_plan(one_user, stages)
+    deep = evaluate(one_user, plan).cost
+    one = one_micro_batch_cost(one_user, plan)
+    assert deep.micro_batches == one.micro_batches == 1
     assert one.token_s == pytest.approx(deep.token_s, rel=1e-12)
     assert one.joules_per_token == pytest.approx(deep.joules_per_token, rel=1e-12)
     for cat, j in deep.joules_per_token_by.items():
         assert one.joules_per_token_by[cat] == pytest.approx(j, rel=1e-12, abs=1e-18)
 
 
-def test_one_micro_batch_is_slower_and_reads_weights_less_often(problem):
-    """With S = 3 and U = 48: deep b = 16, one batch b = 48; one batch walks 3 stages at b = 48."""
-    graph, hw = problem.model.graph, problem.hw
-    groups, w, k = placement(problem, 3)
-    deep = pipeline_cost(graph, hw, 48, problem.context, groups, w, k)
-    one = one_micro_batch_cost(graph, hw, 48, problem.context, groups, w, k)
-    assert deep.micro_batch == 16
-    assert one.token_s > deep.token_s
-    # dense weights read once per batch: a third per token (the embedding reads one row per user: ~1e-6)
+def test_one_micro_batch_reads_weights_less_often_and_walks(problem):
+    """S = 3, U = 48 on groups that hold two micro-batches each (overlapping attention and MAC units):
+    the deep pipeline has m = 6 micro-batches of b = 8; one batch walks the 3 stages at b = 48."""
+    p = problem.with_users(48)
+    plan = hand_plan(p, 3)
+    deep = evaluate(p, plan).cost
+    one = one_micro_batch_cost(p, plan)
+    assert p.hw.slots == 2 and deep.micro_batches == 6 and deep.micro_batch == 8
+    # dense weights read once per batch: a sixth per token (the embedding reads one row per user: ~1e-6)
     assert one.joules_per_token_by["weights"] == pytest.approx(
-        deep.joules_per_token_by["weights"] / 3, rel=1e-5
+        deep.joules_per_token_by["weights"] / 6, rel=1e-5
     )
-    # a single group: one micro-batch either way
-    single = [[n for g in groups for n in g]]
-    assert one_micro_batch_cost(graph, hw, 48, problem.context, single, w, k).token_s == pytest.approx(
-        pipeline_cost(graph, hw, 48, problem.context, single, w, k).token_s, rel=1e-12
-    )
+    # one micro-batch: its period is the walk, the sum of the groups' latencies
+    assert one.period_s == pytest.approx(sum(g.latency_s for g in one.groups), rel=1e-12)
 
 
 def test_one_batch_max_users_is_exact_for_its_placement(problem):
-    graph, hw = problem.model.graph, problem.hw
-    groups, w, k = placement(problem, 3)
-    floor = 200.0
-    best = one_batch_max_users(graph, hw, problem.context, floor, groups, w, k)
+    plan = hand_plan(problem, 3)
+    floor_problem = problem.spec.model_copy(
+        update={"workload": problem.spec.workload.model_copy(update={"min_tokens_per_s": 200.0})}
+    )
+    p = resolve(floor_problem)
+    best = one_batch_max_users(p, plan)
     assert best > 1
 
     def ok(users):
-        c = one_micro_batch_cost(graph, hw, users, problem.context, groups, w, k)
-        return not c.overflow_bytes and c.tokens_per_s_per_user >= floor
+        c = one_micro_batch_cost(p, plan, users)
+        return not c.overflow_bytes and c.tokens_per_s_per_user >= 200.0
 
     assert ok(best) and not ok(best + 1)
-    assert one_batch_max_users(graph, hw, problem.context, 1e6, groups, w, k) == 0
+    fast = resolve(
+        floor_problem.model_copy(
+            update={"workload": floor_problem.workload.model_copy(update={"min_tokens_per_s": 1e6})}
+        )
+    )
+    assert one_batch_max_users(fast, plan) == 0
 
 
 def test_kv_demand_per_byte_is_the_token_rate(problem):
-    """Each token reads the whole cache and writes one token: demand = b (L + 1) / (cycle U L)."""
+    """Each token reads the whole cache and writes one token: demand = m b (L + 1) / (period U L)
+    = (1 + 1/L) / period, since the m micro-batches of b users hold all U users."""
     spec = spec_with_users(problem.spec, 48)
     p = resolve(spec)
-    groups, w, k = placement(p, 3)
-    plan = Plan(
-        instance=spec,
-        stages=3,
-        groups=groups,
-        weight_split=w,
-        kv_split=k,
-        solver=SolverFacts(method="hand", status="optimal"),
-    )
+    plan = hand_plan(p, 3)
     cost = evaluate(p, plan).cost
     kv = kv_traffic(p, plan, cost)
     L = p.context
-    expected = cost.micro_batch * (L + 1) / (cost.cycle_s * p.users * L)
-    assert kv.demand_per_s == pytest.approx(expected, rel=1e-9)
-    assert kv.demand_per_s == pytest.approx((1 + 1 / L) / (3 * cost.cycle_s), rel=1e-9)
+    assert kv.demand_per_s == pytest.approx((1 + 1 / L) / cost.period_s, rel=1e-9)
     assert sum(kv.stored_bytes.values()) == pytest.approx(p.users * p.model.kv_bytes_per_user(L), rel=1e-12)
 
 
@@ -173,19 +174,19 @@ def test_pareto_front_ignores_duplicate_index_labels():
 
 
 def test_deep_pipeline_study_on_a_small_model(tmp_path):
-    """With S = 1 one micro-batch is the deep pipeline: both maxima agree exactly; deeper S serve more."""
+    """On a GPU (one unit: a group holds one micro-batch) with S = 1, one micro-batch is the deep pipeline:
+    both maxima agree exactly; deeper S serve more."""
     from planner.runs.sweep import SweepSpec
     from planner.studies.deep_pipeline import deep_pipeline, write_deep_pipeline
 
     spec = SweepSpec(
         name="small deep pipeline",
         models=["llama-3.1-8b"],
-        hardware=["sram-pipeline"],
-        memory=["hbm3e"],
+        hardware=["h100-sxm"],
         users=[1, 16, 64],
         context=[2048],
-        min_tokens_per_s=[200],
-        chips_per_group=4,
+        min_tokens_per_s=[50],
+        chips_per_group=1,
         max_groups=4,
         stages=[1, 2, 4],
     )

@@ -100,6 +100,33 @@ def parse_int_list(text: str, flag: str) -> list[int]:
     return values
 
 
+def parse_group_sizes(text: str | None) -> int | list[int] | None:
+    """'8' -> 8, '1,2,4,8' -> [1, 2, 4, 8] (--chips-per-group)."""
+    if text is None:
+        return None
+    sizes = parse_int_list(text, "--chips-per-group")
+    return sizes[0] if len(sizes) == 1 and "," not in text else sizes
+
+
+def parse_split(text: str | None):
+    """--split: 'auto', 'none', a size ('16 MB'), or parts per kind ('ffn=4,core=8')."""
+    if text is None or "=" not in text:
+        return text
+    parts: dict[str, int] = {}
+    for item in text.split(","):
+        kind, _, count = item.partition("=")
+        try:
+            parts[kind.strip()] = int(count)
+        except ValueError:
+            raise PlannerInputError(
+                "--split",
+                [
+                    f"{item!r}: expected KIND=PARTS, e.g. ffn=4,core=8 (kinds: embed, qkv, core, o, ffn, moe, lm_head)"
+                ],
+            ) from None
+    return parts
+
+
 def print_json(data) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=float) + "\n")
 

@@ -8,7 +8,17 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from planner.cli.base import app, console, err_console, handle_errors, parse_int_list, print_json, print_table
+from planner.cli.base import (
+    app,
+    console,
+    err_console,
+    handle_errors,
+    parse_group_sizes,
+    parse_int_list,
+    parse_split,
+    print_json,
+    print_table,
+)
 from planner.core.errors import PlannerInputError
 
 # ---------------------------------------------------------------------------------------------- sol
@@ -151,9 +161,27 @@ def solve_command(
         str | None, typer.Option("--hardware", help="instances/hardware/ name or path")
     ] = None,
     kv_memory: Annotated[str | None, typer.Option("--kv-memory", help="technology of the KV tier")] = None,
-    chips_per_group: Annotated[int | None, typer.Option("--chips-per-group", min=1)] = None,
+    chips_per_group: Annotated[
+        str | None,
+        typer.Option("--chips-per-group", help="chips per group, or a list to choose from: 1,2,4,8,16"),
+    ] = None,
     max_groups: Annotated[
         int | None, typer.Option("--max-groups", min=1, help="largest number of groups (default 128)")
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            help="sub-layer parts: auto (default), none, the most weight bytes per part ('16 MB'), or parts "
+            "per kind (ffn=4,core=8,qkv=2,o=2,embed=4,lm_head=4,moe=8)",
+        ),
+    ] = None,
+    max_chip_power: Annotated[
+        str | None,
+        typer.Option("--max-chip-power", help="per-chip power limit: tdp (default), none, or e.g. '350 W'"),
+    ] = None,
+    max_power: Annotated[
+        str | None, typer.Option("--max-power", help="power budget of the whole pipeline, e.g. '1.2 MW'")
     ] = None,
     users: Annotated[int | None, typer.Option("--users", min=1)] = None,
     context: Annotated[int | None, typer.Option("--context", min=1, help="KV tokens per user")] = None,
@@ -190,8 +218,11 @@ def solve_command(
             model=model,
             hardware=hardware,
             kv_memory=kv_memory,
-            chips_per_group=chips_per_group,
+            chips_per_group=parse_group_sizes(chips_per_group),
             max_groups=max_groups,
+            split=parse_split(split),
+            max_chip_power=max_chip_power,
+            max_power=max_power,
             users=users,
             context=context,
             min_tokens_per_s=min_tokens_per_s,
@@ -228,6 +259,8 @@ def solve_command(
             bar.update(task, description=f"S={s}: {value}")
 
         plan = solve_problem(problem, progress)
+    if plan.instance != problem.spec:  # a group size chosen from a list: the plan's own instance
+        problem = load_problem(plan.instance, source)
     result = evaluate(problem, plan)
     if out is not None:
         plan.save(out)
@@ -279,10 +312,29 @@ def _print_plan_summary(problem, plan, facts) -> None:
         f"{problem.hw.chips_per_group} chips = {facts['chips']} chips; micro-batch {facts['micro_batch']:.4g} users"
     )
     console.print(
-        f"cycle {facts['cycle_ms']:.4g} ms, token {facts['token_ms']:.4g} ms = {facts['tokens_per_s_per_user']:.4g} "
-        f"tokens/s per user, {facts['tokens_per_s']:,.0f} tokens/s in all, {facts['power_w']:,.0f} W"
+        f"cycle {facts['cycle_ms']:.4g} ms x {facts['micro_batches']:,} micro-batches, walk {facts['walk_ms']:.4g} ms: "
+        f"a token every {facts['token_ms']:.4g} ms = {facts['tokens_per_s_per_user']:.4g} tokens/s per user, "
+        f"{facts['tokens_per_s']:,.0f} tokens/s in all"
     )
+    limit = problem.max_chip_power_w
+    console.print(
+        f"power {facts['power_w']:,.0f} W, at most {facts['max_chip_power_w']:,.1f} W per chip"
+        + (f" (limit {limit:,.0f} W)" if limit is not None else " (no per-chip limit)")
+        + (f", budget {problem.max_power_w:,.0f} W" if problem.max_power_w is not None else "")
+    )
+    g = f.get("granularity")
+    if g and any(v > 1 for v in g.values()):
+        parts = ", ".join(f"{k} {v}" for k, v in g.items() if v > 1)
+        console.print(f"sub-layer parts: {parts} ({f.get('graph_nodes')} graph nodes)")
     console.print(f"J/token by S: {_per_stage_text(facts['per_stage_count'])}", soft_wrap=True)
+    if plan.solver.per_group_size:
+        sizes = "  ".join(
+            f"{c} chips: {r.joules_per_token:.4g} (S={r.stages})"
+            if r.joules_per_token is not None
+            else f"{c} chips: {r.status}"
+            for c, r in plan.solver.per_group_size.items()
+        )
+        console.print(f"J/token by group size: {sizes}", soft_wrap=True)
     rows = []
     for g in f["groups"]:
         fill = ", ".join(f"{t} {100 * g['resident_gb'][t] / g['capacity_gb'][t]:.0f}%" for t in problem.tiers)
@@ -292,6 +344,7 @@ def _print_plan_summary(problem, plan, facts) -> None:
                 "nodes": f"{g['first_node']} .. {g['last_node']}",
                 "fill": fill,
                 "busy": g["busy_ms"],
+                "power": g["power_w_per_chip"],
                 "binding": g["binding"],
             }
         )
@@ -307,6 +360,7 @@ def _print_plan_summary(problem, plan, facts) -> None:
             ("nodes", "nodes"),
             ("fill", "tier fill"),
             ("busy", "busy ms"),
+            ("power", "W/chip"),
             ("binding", "binding"),
         ],
         shown,
@@ -341,7 +395,9 @@ def evaluate_command(
         print_json(data)
     else:
         if result.cost is not None:
-            _print_plan_summary(problem, plan.model_copy(update={"figures": figures(result.cost)}), data)
+            _print_plan_summary(
+                problem, plan.model_copy(update={"figures": figures(result.cost, problem)}), data
+            )
             if data["objective_rel_diff"] is not None:
                 console.print(
                     f"recomputed J/token vs the plan's objective: relative difference {data['objective_rel_diff']:.2e}"

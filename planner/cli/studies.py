@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from planner.cli.base import app, console, err_console, handle_errors, parse_int_list, print_json, print_table
+from planner.cli.base import (
+    app,
+    console,
+    err_console,
+    handle_errors,
+    parse_int_list,
+    print_json,
+    print_table,
+)
 from planner.core.errors import PlannerInputError
 
 # ---------------------------------------------------------------------------------------------- capacity, compare, sweep, studies

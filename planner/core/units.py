@@ -38,7 +38,7 @@ ABSURD_LIMITS: dict[str, float] = {
     "pj_per_bit": 1e4,
     "flops_per_s": 1e20,
     "pj_per_flop": 1e4,
-    "watts": 1e6,
+    "watts": 1e9,  # a whole pipeline may draw megawatts
     "seconds": 1e3,
 }
 # ... and nonzero values smaller than these (a bandwidth of 1e-300 B/s makes every time infinite)

@@ -2,14 +2,23 @@
 
 Memory technologies (instances/memory/*.yaml) give per-device capacity, bandwidth and energy, each with a
 source. Hardware (instances/hardware/*.yaml) gives a chip, the memory tiers attached to each chip, the
-chip group (tensor-parallel inside a group) and its links, and achievable fractions (calibrated, see
-planner.calibrate). All values are SI: bytes, bytes/s, pJ/bit, FLOP/s, pJ/FLOP, W, s.
+chip group (tensor-parallel inside a group) and its links, the group's compute units (which phases each
+runs, and whether they overlap across micro-batches), and achievable fractions (calibrated, see
+planner.studies.calibration). All values are SI: bytes, bytes/s, pJ/bit, FLOP/s, pJ/FLOP, W, s.
+
+Units of a chip group: a decode node has a *weight phase* (read its weights, do its matmuls) and a *context
+phase* (read the KV cache, attend over it). A unit runs one or both phases. On a GPU one unit (the SMs)
+runs both, one kernel after another (`units_overlap: false`, the default). The seed's chip group has an
+attention unit beside the KV memory and a MAC unit; with `units_overlap: true` they work on different
+micro-batches at once, so a group can hold one micro-batch per unit and its cycle is the busiest
+resource's time, not the sum (planner.cost.pipeline).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -43,14 +52,18 @@ class MemoryTechSpec(_Strict):
     bandwidth_per_device: BytesPerSecond = Field(gt=0)
     energy: PicojoulesPerBit = Field(gt=0)
     devices_per_reticle_die: int = Field(gt=0, le=1000)
+    standby_power_per_device: Watts | None = Field(
+        default=None, description="power of one device holding data while idle (refresh, leakage), W"
+    )
     cost_per_gb_usd: float | None = Field(default=None, gt=0, le=1e6)
     sources: dict[str, str]
 
     @model_validator(mode="after")
     def _every_figure_sourced(self) -> MemoryTechSpec:
         figures = ["capacity_per_device", "bandwidth_per_device", "energy", "devices_per_reticle_die"]
-        if self.cost_per_gb_usd is not None:
-            figures.append("cost_per_gb_usd")
+        for optional in ("standby_power_per_device", "cost_per_gb_usd"):
+            if getattr(self, optional) is not None:
+                figures.append(optional)
         missing = [f for f in figures if not self.sources.get(f, "").strip()]
         if missing:
             raise ValueError(f"sources must cite where each figure comes from; missing: {', '.join(missing)}")
@@ -113,6 +126,26 @@ class AchievableSpec(_Strict):
     attention_bytes_per_s_per_work_item: BytesPerSecond | None = Field(default=None, gt=0)
 
 
+PHASES = ("weights", "context")
+
+
+class UnitSpec(_Strict):
+    """A compute unit of every chip in a group: which phases it runs, at what peak (default: the chip's)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$", max_length=40)
+    runs: list[Literal["weights", "context"]] = Field(min_length=1, max_length=2)
+    peak_flops: dict[str, FlopsPerSecond] | None = Field(
+        default=None, description="peak FLOP/s per chip by dtype; default the chip's peak_flops"
+    )
+    energy_per_flop: PicojoulesPerFlop | None = Field(default=None, gt=0, description="default the chip's")
+
+    @model_validator(mode="after")
+    def _has_bf16(self) -> UnitSpec:
+        if self.peak_flops is not None and "bf16" not in self.peak_flops:
+            raise ValueError("peak_flops needs at least a bf16 entry, e.g. {bf16: '250 TFLOP/s'}")
+        return self
+
+
 class HardwareSpec(_Strict):
     name: str
     description: str = ""
@@ -124,6 +157,20 @@ class HardwareSpec(_Strict):
     chips_per_group: int = Field(default=1, gt=0, le=4096)
     intra_group_link: LinkSpec | None = None
     inter_group_link: LinkSpec
+    units: list[UnitSpec] | None = Field(
+        default=None, max_length=4, description="the group's compute units (default: one running both phases)"
+    )
+    units_overlap: bool = Field(
+        default=False, description="units work on different micro-batches at once (one micro-batch per unit)"
+    )
+    moe_dispatch: Literal["all-reduce", "all-to-all"] = Field(
+        default="all-reduce",
+        description="MoE in a group: experts split tensor-parallel (an all-reduce per layer) or spread over the "
+        "chips (token dispatch and combine, all-to-all, on a2e_link if given)",
+    )
+    a2e_link: LinkSpec | None = Field(
+        default=None, description="the attention-to-expert path inside a group (default: intra_group_link)"
+    )
     achievable: AchievableSpec = AchievableSpec()
     calibration: dict[str, float | str] | None = None
     sources: dict[str, str] = Field(default_factory=dict)
@@ -134,6 +181,22 @@ class HardwareSpec(_Strict):
             raise ValueError("chips_per_group > 1 needs an intra_group_link (bandwidth, energy, latency)")
         if self.kv_memory_tier is not None and self.kv_memory_tier >= len(self.memory):
             raise ValueError(f"kv_memory_tier {self.kv_memory_tier} is not an index of memory")
+        if self.units is not None:
+            names = [u.name for u in self.units]
+            if len(set(names)) != len(names):
+                raise ValueError(f"units: names must differ, got {names}")
+            for phase in PHASES:
+                owners = [u.name for u in self.units if phase in u.runs]
+                if len(owners) != 1:
+                    raise ValueError(
+                        f"units: the {phase} phase must be run by exactly one unit, got {owners or 'none'}"
+                    )
+        if (
+            self.moe_dispatch == "all-to-all"
+            and self.chips_per_group > 1
+            and not (self.a2e_link or self.intra_group_link)
+        ):
+            raise ValueError("moe_dispatch all-to-all needs an a2e_link or an intra_group_link")
         return self
 
 
@@ -147,6 +210,8 @@ class MemoryTier:
     device_pj_per_bit: float
     path_pj_per_bit: float
     on_chip: bool
+    standby_w: float = 0.0  # all of the tier's devices on one chip, holding data while idle
+    cost_usd: float | None = None  # all of the tier's devices on one chip (capacity x $/GB), when sourced
 
     @property
     def pj_per_bit(self) -> float:
@@ -173,6 +238,32 @@ class Achievable:
 
 PEAK = Achievable()
 
+# fallback order of matmul dtypes: a format missing from a datasheet runs at the next wider one's peak
+_DTYPE_FALLBACK = {
+    "fp4": ("fp4", "fp8", "bf16"),
+    "int4": ("int4", "fp4", "fp8", "bf16"),
+    "fp8": ("fp8", "bf16"),
+    "int8": ("int8", "fp8", "bf16"),
+}
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A compute unit of each chip of a group and the phases it runs; None: the chip's own figure."""
+
+    name: str
+    runs: tuple[str, ...]
+    peak_flops_per_s: dict[str, float] | None = None
+    pj_per_flop: float | None = None
+
+
+def _peak(table: dict[str, float], dtype: str) -> float:
+    """Peak FLOP/s for matmuls in `dtype`, falling back to the next wider format listed."""
+    for d in _DTYPE_FALLBACK.get(dtype, (dtype, "bf16")):
+        if d in table:
+            return table[d]
+    return table["bf16"]
+
 
 @dataclass(frozen=True)
 class Hardware:
@@ -189,20 +280,36 @@ class Hardware:
     intra_link: Link | None
     inter_link: Link
     achievable: Achievable
+    units: tuple[Unit, ...]
+    units_overlap: bool = False
+    moe_dispatch: str = "all-reduce"
+    a2e_link: Link | None = None
+    tdp_w: float | None = None
     kv_path_pj_per_bit: float = 0.0  # extra pJ per KV-cache bit moved, any tier, on top of its pj_per_bit
     kv_memory: str | None = None
 
-    def flops_per_s(self, dtype: str) -> float:
-        """Peak FLOP/s per chip for matmuls in `dtype`, falling back to the next wider format listed."""
-        for d in {
-            "fp4": ("fp4", "fp8", "bf16"),
-            "int4": ("int4", "fp4", "fp8", "bf16"),
-            "fp8": ("fp8", "bf16"),
-            "int8": ("int8", "fp8", "bf16"),
-        }.get(dtype, (dtype, "bf16")):
-            if d in self.peak_flops_per_s:
-                return self.peak_flops_per_s[d]
-        return self.peak_flops_per_s["bf16"]
+    def flops_per_s(self, dtype: str, phase: str = "weights") -> float:
+        """Peak FLOP/s per chip for matmuls in `dtype` on the unit that runs `phase`."""
+        return _peak(self.unit_for(phase).peak_flops_per_s or self.peak_flops_per_s, dtype)
+
+    def pj_per_flop_of(self, phase: str) -> float:
+        """Energy per FLOP of the unit that runs `phase` (pJ)."""
+        own = self.unit_for(phase).pj_per_flop
+        return self.pj_per_flop if own is None else own
+
+    def unit_for(self, phase: str) -> Unit:
+        """The unit that runs `phase` ("weights" or "context")."""
+        return next(u for u in self.units if phase in u.runs)
+
+    @property
+    def slots(self) -> int:
+        """Micro-batches a group works on at once: one per unit when units overlap, else one."""
+        return len(self.units) if self.units_overlap else 1
+
+    @property
+    def static_power_per_chip_w(self) -> float:
+        """Power a chip draws whatever it does (W): the chip's static power and its memories' standby."""
+        return self.static_power_w + sum(t.standby_w for t in self.tiers)
 
     def tier(self, name: str) -> MemoryTier:
         return next(t for t in self.tiers if t.name == name)
@@ -256,13 +363,16 @@ def memory_tech_names() -> list[str]:
 
 def _tier(spec: TierSpec, tech: MemoryTechSpec, chip: ChipSpec) -> MemoryTier:
     devices = spec.devices or tech.devices_per_reticle_die * chip.reticle_dies
+    capacity = spec.capacity or devices * tech.capacity_per_device
     return MemoryTier(
         name=tech.name,
-        capacity_bytes=spec.capacity or devices * tech.capacity_per_device,
+        capacity_bytes=capacity,
         bw_bytes_per_s=spec.bandwidth or devices * tech.bandwidth_per_device,
         device_pj_per_bit=tech.energy,
         path_pj_per_bit=chip.data_path_energy if spec.path_energy is None else spec.path_energy,
         on_chip=tech.kind == "on-chip",
+        standby_w=devices * (tech.standby_power_per_device or 0.0),
+        cost_usd=None if tech.cost_per_gb_usd is None else capacity / 1e9 * tech.cost_per_gb_usd,
     )
 
 
@@ -317,6 +427,12 @@ def load_hardware(name_or_path: str | Path, kv_memory: str | None = None) -> Har
         return None if s is None else Link(s.bandwidth, s.energy, s.latency)
 
     a = spec.achievable
+    chip = spec.chip
+    unit_specs = spec.units or [UnitSpec(name="chip", runs=list(PHASES))]
+    units = tuple(
+        Unit(u.name, tuple(u.runs), dict(u.peak_flops) if u.peak_flops else None, u.energy_per_flop)
+        for u in unit_specs
+    )
     return Hardware(
         name=spec.name,
         chip_name=spec.chip.name,
@@ -336,6 +452,11 @@ def load_hardware(name_or_path: str | Path, kv_memory: str | None = None) -> Har
             a.node_overhead,
             a.attention_bytes_per_s_per_work_item,
         ),
+        units=units,
+        units_overlap=spec.units_overlap and len(units) > 1,
+        moe_dispatch=spec.moe_dispatch,
+        a2e_link=link(spec.a2e_link),
+        tdp_w=chip.tdp,
         kv_path_pj_per_bit=spec.chip.kv_data_path_energy,
         kv_memory=kv_memory,
     )

@@ -108,6 +108,12 @@ def kv_tokens(node: dict, context: int) -> int:
 
 
 def _attention_node(c: HFConfig, i: int, dt: Dtypes) -> dict:
+    """Attention of block i: its projections (q/k/v in, o out) and the attention core over the KV cache.
+
+    The node carries its parts for sub-layer splitting (planner.model.split): `qkv_params` (input side,
+    with the input norm), `o_params` (output projection), the values passed between them per token, and
+    how the core splits: by KV heads (GQA/MHA: each head group's cache with its heads) or, for MLA, by
+    users (the compressed latent is shared by all heads, so only users can be separated)."""
     h = c.hidden_size
     heads = c.num_attention_heads
     if c.is_mla:
@@ -116,24 +122,33 @@ def _attention_node(c: HFConfig, i: int, dt: Dtypes) -> dict:
             q_params = h * c.q_lora_rank + c.q_lora_rank + c.q_lora_rank * heads * qk_dim
         else:
             q_params = h * heads * qk_dim
-        kv_params = h * (c.kv_lora_rank + c.qk_rope_head_dim) + c.kv_lora_rank
-        kv_params += c.kv_lora_rank * heads * (c.qk_nope_head_dim + c.v_head_dim)
-        o_params = heads * c.v_head_dim * h
-        matmul = q_params + kv_params + o_params
+        kv_down = h * (c.kv_lora_rank + c.qk_rope_head_dim) + c.kv_lora_rank
+        w_uk = c.kv_lora_rank * heads * c.qk_nope_head_dim  # absorbed into the query in decode
+        w_uv = c.kv_lora_rank * heads * c.v_head_dim  # absorbed into the output in decode
+        qkv_params = q_params + kv_down + w_uk
+        o_params = w_uv + heads * c.v_head_dim * h
         kv_values = c.kv_lora_rank + c.qk_rope_head_dim  # the compressed latent and the shared rope key
         # absorbed MLA decode: scores over (kv_lora_rank + rope) and values over kv_lora_rank, per head
         attn_flops = 2 * heads * (c.kv_lora_rank + c.qk_rope_head_dim) + 2 * heads * c.kv_lora_rank
+        qkv_out = heads * (c.kv_lora_rank + c.qk_rope_head_dim) + kv_values
+        attn_out = heads * c.kv_lora_rank
+        kv_heads, split_by = 1, "users"
     else:
         d = c.attn_head_dim
         kv_heads = c.num_key_value_heads or heads
-        matmul = h * heads * d + 2 * h * kv_heads * d + heads * d * h
+        qkv_params = h * heads * d + 2 * h * kv_heads * d
+        o_params = heads * d * h
         if c.attention_bias:
-            matmul += heads * d + 2 * kv_heads * d
+            qkv_params += heads * d + 2 * kv_heads * d
         if c.model_type.startswith("qwen3"):
-            matmul += 2 * d  # q_norm and k_norm
+            qkv_params += 2 * d  # q_norm and k_norm
         kv_values = 2 * kv_heads * d
         attn_flops = 4 * heads * d  # QK^T and PV: 2 FLOPs per multiply-add each
-    params = matmul + h  # + input_layernorm
+        qkv_out = (heads + 2 * kv_heads) * d
+        attn_out = heads * d
+        split_by = "heads"
+    qkv_params += h  # + input_layernorm
+    params = qkv_params + o_params
     return dict(
         kind="attn",
         layer=i,
@@ -142,10 +157,18 @@ def _attention_node(c: HFConfig, i: int, dt: Dtypes) -> dict:
         weight_bytes=params * dt.weight_bytes,
         kv_bytes_per_token=kv_values * dt.kv_bytes,
         kv_window_tokens=c.window(i) or 0,
-        flops_per_token=2.0 * matmul,
+        flops_per_token=2.0 * (params - h),
         attn_flops_per_ctx_token=float(attn_flops),
         attention_work_items=heads,
-        allreduce_bytes_per_token=h * dt.activation_bytes,
+        collective="all-reduce",
+        collective_bytes_per_token=h * dt.activation_bytes,
+        qkv_params=float(qkv_params),
+        o_params=float(o_params),
+        qkv_out_values=float(qkv_out),
+        attn_out_values=float(attn_out),
+        heads=heads,
+        kv_heads=kv_heads,
+        split_by=split_by,
     )
 
 
@@ -160,7 +183,8 @@ def _ffn_node(c: HFConfig, i: int, dt: Dtypes) -> dict:
         active_params=params,
         weight_bytes=params * dt.weight_bytes,
         flops_per_token=2.0 * matmul,
-        allreduce_bytes_per_token=h * dt.activation_bytes,
+        collective="all-reduce",
+        collective_bytes_per_token=h * dt.activation_bytes,
     )
 
 
@@ -180,12 +204,16 @@ def _moe_node(c: HFConfig, i: int, dt: Dtypes) -> dict:
         active_params=always + k * expert,
         weight_bytes=(always + experts * expert) * dt.weight_bytes,
         flops_per_token=2.0 * (shared + router + k * expert),
-        experts=experts,
-        experts_per_tok=k,
+        experts=float(experts),
+        experts_per_tok=float(k),
         expert_bytes=expert * dt.weight_bytes,
         shared_bytes=always * dt.weight_bytes,
-        allreduce_bytes_per_token=h * dt.activation_bytes,
+        collective="moe",  # dispatch/combine or all-reduce: the hardware's moe_dispatch decides
+        collective_bytes_per_token=h * dt.activation_bytes,
     )
+
+
+SAMPLE_CANDIDATE_BYTES = 8.0  # one (fp32 logit, int32 token id) pair per candidate a shard reports
 
 
 NODE_DEFAULTS = dict(
@@ -193,18 +221,26 @@ NODE_DEFAULTS = dict(
     kv_window_tokens=0,
     flops_per_token=0.0,
     attn_flops_per_ctx_token=0.0,
-    attention_work_items=0,
-    experts=0,
-    experts_per_tok=0,
+    attention_work_items=0.0,
+    experts=0.0,
+    experts_per_tok=0.0,
     expert_bytes=0.0,
     shared_bytes=0.0,
     lookup_bytes_per_token=0.0,
-    allreduce_bytes_per_token=0.0,
+    collective="",
+    collective_bytes_per_token=0.0,
+    op="",
+    first=True,
+    part=0,
+    parts=1,
 )
 
 
-def build_graph(c: HFConfig, dt: Dtypes) -> nx.DiGraph:
-    """The decode graph of one token: nodes in execution order, a chain of edges carrying activations."""
+def build_graph(c: HFConfig, dt: Dtypes, sample_top_k: int = 1) -> nx.DiGraph:
+    """The decode graph of one token: nodes in execution order, a chain of edges carrying activations.
+
+    Sampling as servers do it: the LM head is vocabulary-parallel and each shard reports its local
+    top-`sample_top_k` candidates (SAMPLE_CANDIDATE_BYTES each) instead of gathering the full logits."""
     h, v = c.hidden_size, c.vocab_size
     nodes: list[tuple[str, dict]] = [
         (
@@ -216,7 +252,8 @@ def build_graph(c: HFConfig, dt: Dtypes) -> nx.DiGraph:
                 active_params=v * h,
                 weight_bytes=v * h * dt.weight_bytes,
                 lookup_bytes_per_token=h * dt.weight_bytes,  # one row read per token
-                allreduce_bytes_per_token=h * dt.activation_bytes,
+                collective="all-reduce",
+                collective_bytes_per_token=h * dt.activation_bytes,
             ),
         )
     ]
@@ -237,13 +274,14 @@ def build_graph(c: HFConfig, dt: Dtypes) -> nx.DiGraph:
                 active_params=head_params + h,
                 weight_bytes=(v * h + h) * dt.weight_bytes,  # a tied head still reads the matrix
                 flops_per_token=2.0 * v * h,
-                allreduce_bytes_per_token=v * dt.activation_bytes,  # gather of vocabulary-parallel logits
+                collective="gather",  # each chip's local top-k candidates, not its logits
+                collective_bytes_per_token=sample_top_k * SAMPLE_CANDIDATE_BYTES,
             ),
         )
     )
-    graph = nx.DiGraph(name="decode")
+    graph = nx.DiGraph(name="decode", hidden_size=h, activation_value_bytes=dt.activation_bytes)
     for order, (name, attrs) in enumerate(nodes):
-        full = {**NODE_DEFAULTS, **attrs, "order": order, "compute_dtype": dt.weight}
+        full = {**NODE_DEFAULTS, **attrs, "op": name, "order": order, "compute_dtype": dt.weight}
         graph.add_node(
             name,
             **{k: (float(x) if isinstance(x, int) and k not in _INT_ATTRS else x) for k, x in full.items()},
@@ -253,7 +291,7 @@ def build_graph(c: HFConfig, dt: Dtypes) -> nx.DiGraph:
     return graph
 
 
-_INT_ATTRS = {"layer", "order", "experts", "experts_per_tok", "kv_window_tokens", "attention_work_items"}
+_INT_ATTRS = {"layer", "order", "kv_window_tokens", "heads", "kv_heads", "part", "parts", "first"}
 
 
 def load_model(
@@ -261,8 +299,10 @@ def load_model(
     weight_dtype: str = "bf16",
     kv_dtype: str = "bf16",
     activation_dtype: str = "bf16",
+    sample_top_k: int = 1,
 ) -> Model:
-    """Read a model description and build its graph. Bad input raises PlannerInputError naming file and field."""
+    """Read a model description and build its graph (see build_graph for `sample_top_k`). Bad input raises
+    PlannerInputError naming file and field."""
     path = resolve_config_path(name_or_path)
     data = read_mapping(path)
     if isinstance(data.get("text_config"), dict):  # multimodal wrappers keep the decoder here
@@ -278,4 +318,4 @@ def load_model(
     except ValueError as exc:
         raise PlannerInputError("--weight-dtype/--kv-dtype", [str(exc)]) from None
     name = path.stem if path.parent == GRAPHS_DIR else str(path)
-    return Model(name=name, config=config, dtypes=dtypes, graph=build_graph(config, dtypes))
+    return Model(name=name, config=config, dtypes=dtypes, graph=build_graph(config, dtypes, sample_top_k))

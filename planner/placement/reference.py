@@ -1,20 +1,26 @@
 """Reference optimum for small instances: every contiguous partition, one exact LP each.
 
-Independent of planner.milp: it enumerates every way of cutting the node chain into `stages`
-non-empty contiguous slices and, for each, solves one LP (scipy.optimize.linprog, HiGHS) over every
-node's own continuous tier fractions of weights and KV and the cycle T:
+Independent of the optimizer (planner.placement.search, .milp, .rows and .constraints): it shares only
+the cost model's coefficients (planner.cost.node.node_cost and boundary_cost). For every way of cutting
+the node chain into `stages` non-empty contiguous slices it solves one LP (scipy.optimize.linprog,
+HiGHS) over every node's own tier fractions of weights and KV, the phase epigraphs, the cycle T and the
+period P, with the model of planner.cost.pipeline written out again, node by node:
 
-    min  (sum of node energies + hops) / b + chips x static W x S x T / U
+    min  sum of node energies + hops (per micro-batch) / b + chips x static W x P / U
     s.t. fractions of each node sum to 1 (weights and KV separately), per allowed tier
          weight phase  >= w_t * weight_read_s[t], >= weight_compute_s      (roofline epigraph)
          context phase >= k_t * kv_read_s[t],     >= context_compute_s
          per group and tier: resident weights + KV of all users <= capacity x chips per group
-         per group: sum of its nodes' phases + overhead + collective <= T; its send <= T
-         S*T + (S-1) * latency <= 1 / min_tokens_per_s
-
-with the coefficients of planner.cost.node_cost and boundary_cost. The count of partitions is
-C(N-1, S-1): keep N small (a dozen nodes). The first partition (in lexicographic order of its cut
-positions) that is strictly cheaper than all before it wins ties.
+         per group, one unit: its latency (phases, overheads and collectives of the ops it pays for,
+             send, hop) <= T
+         per group, overlapping units: each unit's phases and overheads <= T, each tier's traffic <= T,
+             each link's collectives <= T, its send <= T, its latency / slots <= T
+         P >= m T, P >= sum of the groups' latencies, P <= 1 / floor
+         per group: its dynamic energy x m / P <= chips x (chip limit - static W)
+         all groups and hops: dynamic energy x m / P <= budget - static W of all chips
+where a group pays an op's overhead and collective for each first part it holds, and once more when it
+starts inside an op. The count of partitions is C(N-1, S-1): keep N small (a dozen nodes). The first
+partition (in lexicographic order of its cut positions) strictly cheaper than all before it wins ties.
 """
 
 from __future__ import annotations
@@ -22,95 +28,152 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Sequence
 
-import networkx as nx
 import numpy as np
 from scipy.optimize import linprog
 
-from planner.cost.node import NodeCost, boundary_cost, node_cost
-from planner.cost.pipeline import micro_batches
-from planner.hardware.catalog import Hardware
-from planner.placement.search import StageSolution
+from planner.cost.node import TOKEN_ID_BYTES, NodeCost, boundary_cost, node_cost
+from planner.placement.solution import StageSolution
+from planner.problem.problem import Problem
 
 
-def _partition_lp(
-    costs: list[NodeCost],
-    cuts: tuple[int, ...],
-    tiers: list[str],
-    cap: list[float],
-    sends: list[float],
-    links: list[float],
-    b: float,
-    static_j_per_s: float,
-    t_max: float,
-) -> tuple[float, np.ndarray, float] | None:
-    """J/token, the LP solution and the cycle (s) for groups [cuts[g], cuts[g+1]); None if infeasible."""
+def _partition_lp(p: Problem, costs: list[NodeCost], cuts: tuple[int, ...], hops: list, m: int, b: float):
+    """(J/token, the LP solution, the clock P/m in s) for groups [cuts[g], cuts[g+1]); None if infeasible."""
+    hw = p.hw
+    tiers = list(p.tiers)
     n, nt = len(costs), len(tiers)
+    units = [u.name for u in hw.units]
     width = 2 * nt + 2  # w[t]..., k[t]..., pw, pk
-    ncol = n * width + 1
-    tcol = n * width
-    # scales: a node's slowest time and the whole model's costliest energy, to keep HiGHS well posed
+    tcol, pcol = n * width, n * width + 1
+    ncol = n * width + 2
     ts = max(
-        max([c.weight_compute_s, *c.weight_read_s.values()])
-        + max([c.context_compute_s, *c.kv_read_s.values()])
-        + c.overhead_s
-        + c.collective_s
+        max([c.weight_compute_s, *c.weight_read_s.values()]) + max([c.context_compute_s, *c.kv_read_s.values()])
+        + c.op_overhead_s + c.op_collective_s
         for c in costs
-    )
-    ts = ts if ts > 0 else 1.0
-    es = sum(max(c.weight_j.values()) + max(c.kv_j.values()) + c.compute_j for c in costs) / b
-    es = es if es > 0 else 1.0
+    ) or 1.0  # fmt: skip
+    es = (sum(max(c.weight_j.values()) + max(c.kv_j.values()) + c.compute_j for c in costs) / b) or 1.0
     obj = np.zeros(ncol)
     lo, hi = np.zeros(ncol), np.ones(ncol)
+    lo[tcol] = lo[pcol] = 0.0
+    hi[tcol] = hi[pcol] = np.inf
     a_eq, b_eq, a_ub, b_ub = [], [], [], []
-    const = 0.0
+    energy = np.zeros(ncol)  # dynamic J/token of every node, scaled (columns), and its constant part
+    const_e = 0.0
+
+    def col(i: int, kind: str, t: int) -> int:
+        return i * width + (0 if kind == "w" else nt) + t
+
     for i, c in enumerate(costs):
-        base = i * width
-        pw, pk = base + 2 * nt, base + 2 * nt + 1
+        pw, pk = i * width + 2 * nt, i * width + 2 * nt + 1
         lo[pw], hi[pw] = c.weight_compute_s / ts, np.inf
         lo[pk], hi[pk] = c.context_compute_s / ts, np.inf
-        const += (c.compute_j + c.collective_j) / b / es
-        for kind, reads, joules, p in (
+        const_e += c.compute_j / b / es
+        for kind, reads, joules, ph in (
             ("w", c.weight_read_s, c.weight_j, pw),
             ("k", c.kv_read_s, c.kv_j, pk),
         ):
-            off = base + (0 if kind == "w" else nt)
             row = np.zeros(ncol)
-            row[off : off + nt] = 1.0
+            row[[col(i, kind, t) for t in range(nt)]] = 1.0
             a_eq.append(row)
             b_eq.append(1.0)
             for t, name in enumerate(tiers):
-                obj[off + t] = joules[name] / b / es
+                energy[col(i, kind, t)] = joules[name] / b / es
                 row = np.zeros(ncol)
-                row[off + t], row[p] = reads[name] / ts, -1.0
+                row[col(i, kind, t)], row[ph] = reads[name] / ts, -1.0
                 a_ub.append(row)
                 b_ub.append(0.0)
     bounds = list(cuts) + [n]
-    for g in range(len(cuts)):
+    groups = len(cuts)
+    walk = np.zeros(ncol)
+    walk_const = 0.0
+    chip_limit, budget = p.max_chip_power_w, p.max_power_w
+    static_chip = hw.static_power_per_chip_w
+    chips = hw.chips_per_group
+    all_const = const_e  # compute of every node; collectives and hops added per group below
+    for g in range(groups):
         first, last = bounds[g], bounds[g + 1]
         for t in range(nt):
             row = np.zeros(ncol)
             for i in range(first, last):
-                row[i * width + t] = costs[i].weight_resident_bytes / cap[t]
-                row[i * width + nt + t] = costs[i].kv_resident_bytes / cap[t]
-            a_ub.append(row)
+                row[col(i, "w", t)] = costs[i].weight_resident_bytes
+                row[col(i, "k", t)] = costs[i].kv_resident_bytes
+            a_ub.append(row / p.tier_capacity_bytes(tiers[t]))
             b_ub.append(1.0)
-        row = np.zeros(ncol)
-        fixed = 0.0
+        unit_rows = {u: np.zeros(ncol) for u in units}
+        unit_const = dict.fromkeys(units, 0.0)
+        links = {"intra": 0.0, "a2e": 0.0}
+        g_energy = np.zeros(ncol)
+        g_const = 0.0
         for i in range(first, last):
-            row[i * width + 2 * nt] = row[i * width + 2 * nt + 1] = 1.0
-            fixed += (costs[i].overhead_s + costs[i].collective_s) / ts
-        row[tcol] = -1.0
+            c = costs[i]
+            unit_rows[c.weight_unit][i * width + 2 * nt] += 1.0
+            unit_rows[c.context_unit][i * width + 2 * nt + 1] += 1.0
+            pays = c.first or i == first
+            if pays:
+                unit_const[c.main_unit] += c.op_overhead_s / ts
+                links[c.collective_link] += c.op_collective_s / ts
+                g_const += c.op_collective_j / b / es
+                all_const += c.op_collective_j / b / es
+            g_const += c.compute_j / b / es
+            for t in range(nt):
+                g_energy[col(i, "w", t)] = energy[col(i, "w", t)]
+                g_energy[col(i, "k", t)] = energy[col(i, "k", t)]
+        send = hop = link_e = 0.0
+        if groups > 1:
+            h = hops[last - 1] if g < groups - 1 else hops[-1]
+            send, hop, link_e = h.send_s / ts, h.latency_s / ts, h.link_j / b / es
+        g_const += link_e
+        all_const += link_e
+        latency = sum(unit_rows.values())
+        latency_const = sum(unit_const.values()) + sum(links.values()) + send + hop
+        walk += latency
+        walk_const += latency_const
+        if not hw.units_overlap:
+            row = latency.copy()
+            row[tcol] = -1.0
+            a_ub.append(row)
+            b_ub.append(-latency_const)
+        else:
+            for u in units:
+                row = unit_rows[u].copy()
+                row[tcol] = -1.0
+                a_ub.append(row)
+                b_ub.append(-unit_const[u])
+            for t, name in enumerate(tiers):
+                row = np.zeros(ncol)
+                for i in range(first, last):
+                    row[col(i, "w", t)] = costs[i].weight_tier_s[name] / ts
+                    row[col(i, "k", t)] = costs[i].kv_tier_s[name] / ts
+                row[tcol] = -1.0
+                a_ub.append(row)
+                b_ub.append(0.0)
+            lo[tcol] = max(lo[tcol], *links.values(), send)
+            row = latency / hw.slots
+            row[tcol] = -1.0
+            a_ub.append(row)
+            b_ub.append(-latency_const / hw.slots)
+        if chip_limit is not None:  # m E_g / P <= chips (limit - static): E_g - chips (limit - s) P / m <= 0
+            row = g_energy.copy()
+            row[pcol] = -chips * (chip_limit - static_chip) * ts / (b * es) / m
+            a_ub.append(row)
+            b_ub.append(-g_const)
+    row = walk.copy()
+    row[pcol] = -1.0
+    a_ub.append(row)
+    b_ub.append(-walk_const)
+    row = np.zeros(ncol)
+    row[tcol], row[pcol] = float(m), -1.0
+    a_ub.append(row)
+    b_ub.append(0.0)
+    hi[pcol] = p.period_limit_s / ts
+    static = p.static_power_w(groups)
+    if budget is not None:
+        row = energy.copy()
+        row[pcol] = -(budget - static) * ts / (b * es) / m
         a_ub.append(row)
-        b_ub.append(-fixed)
-        if g < len(cuts) - 1:
-            lo[tcol] = max(lo[tcol], sends[last - 1] / ts)
-            const += links[last - 1] / b / es
-    hi[tcol] = t_max / ts
-    obj[tcol] = static_j_per_s * ts / es
-    if lo[tcol] > hi[tcol]:
-        return None
+        b_ub.append(-all_const)
+    obj = energy.copy()
+    obj[pcol] = static * ts / (p.users * es)
     res = linprog(
         obj,
         A_ub=np.array(a_ub),
@@ -123,27 +186,18 @@ def _partition_lp(
     )
     if res.status != 0:
         return None
-    return (res.fun + const) * es, res.x, float(res.x[tcol]) * ts
+    return (res.fun + all_const) * es, res.x, float(res.x[pcol]) * ts / m  # the clock: period / m
 
 
-def exhaustive_stages(
-    graph: nx.DiGraph,
-    hw: Hardware,
-    users: int,
-    context: int,
-    min_tokens_per_s: float,
-    stages: int,
-    allowed_tiers: Sequence[str] | None = None,
-    in_flight: int | None = None,
-) -> StageSolution:
-    """The optimal placement with exactly `stages` stages by enumeration (small instances only);
-    `in_flight` caps the micro-batches in flight as in planner.cost.pipeline_cost."""
+def exhaustive_stages(problem: Problem, stages: int) -> StageSolution:
+    """The optimal placement with exactly `stages` stages by enumeration (small instances only)."""
     t0 = time.perf_counter()
-    nodes = list(graph.nodes)
+    nodes = list(problem.nodes)
     n = len(nodes)
-    tiers = [t.name for t in hw.tiers if allowed_tiers is None or t.name in allowed_tiers]
-    m = micro_batches(users, stages, in_flight)
-    b = users / m
+    tiers = list(problem.tiers)
+    m = problem.micro_batches(stages)
+    b = problem.users / m
+    hw = problem.hw
 
     def empty(message: str) -> StageSolution:
         return StageSolution(stages, m, "infeasible", None, None, None, None, None, None, None, 0.0,
@@ -151,20 +205,14 @@ def exhaustive_stages(
 
     if not 1 <= stages <= n or not tiers:
         return empty("no partition: need 1 <= S <= nodes and an allowed tier")
-    t_max = math.inf
-    if min_tokens_per_s > 0:
-        t_max = (1.0 / min_tokens_per_s - (stages - 1) * hw.inter_link.latency_s) / stages
-        if t_max <= 0:
-            return empty("hop latency alone misses the speed floor")
-    costs = [node_cost(v, graph.nodes[v], hw, b, users, context) for v in nodes]
-    cap = [hw.tier(t).capacity_bytes * hw.chips_per_group for t in tiers]
-    hops = [boundary_cost(graph.edges[u, v]["activation_bytes"], hw, b) for u, v in zip(nodes, nodes[1:])]
-    sends, links = [h.send_s for h in hops], [h.link_j for h in hops]
-    static = stages * hw.chips_per_group * hw.static_power_w * stages / users
-    best: tuple[float, tuple[int, ...], np.ndarray, float] | None = None
+    g = problem.graph
+    costs = [node_cost(v, g.nodes[v], hw, b, problem.users, problem.context) for v in nodes]
+    hops = [boundary_cost(g.edges[u, v]["activation_bytes"], hw, b) for u, v in zip(nodes, nodes[1:])]
+    hops.append(boundary_cost(TOKEN_ID_BYTES, hw, b))
+    best = None
     for inner in itertools.combinations(range(1, n), stages - 1):
         cuts = (0, *inner)
-        res = _partition_lp(costs, cuts, tiers, cap, sends, links, b, static, t_max)
+        res = _partition_lp(problem, costs, cuts, hops, m, b)
         if res is not None and (best is None or res[0] < best[0] * (1 - 1e-12)):
             best = (res[0], cuts, res[1], res[2])
     if best is None:
@@ -179,7 +227,7 @@ def exhaustive_stages(
     w_split = {v: split(x[i * width : i * width + nt]) for i, v in enumerate(nodes)}
     k_split = {v: split(x[i * width + nt : i * width + 2 * nt]) for i, v in enumerate(nodes)}
     bounds = list(cuts) + [n]
-    groups = tuple(tuple(nodes[bounds[g] : bounds[g + 1]]) for g in range(stages))
+    groups = tuple(tuple(nodes[bounds[k] : bounds[k + 1]]) for k in range(stages))
     return StageSolution(
         stages=stages,
         micro_batches=m,

@@ -1,9 +1,14 @@
-"""Solving an instance: enumerate the number of stages S, prune by bound, keep the best plan.
+"""Solving an instance: for each group size and each number of stages S, prune by bound, keep the best.
 
-For each S (from the capacity lower bound up to min(max_groups, nodes)) the MILP of planner.milp gives
-the optimal placement; an S whose lower bound is no better than the best plan found is pruned. Every
-S's outcome is reported (J/token vs S is a result in itself). No feasible S -> InfeasibleError naming
-the binding limit and the shortfall in the user's units.
+For one S (`solve_stage`): the fluid lower bound (planner.placement.bounds) prunes it against the best
+plan so far; a cycle-bound pipeline is solved by the exact cycle search (planner.placement.search),
+any other (fewer micro-batches in flight than the groups have slots) by the Pyomo MILP, the
+formulation of record (planner.placement.milp); `--method pyomo` uses the MILP for every S and
+`--method exhaustive` the reference (planner.placement.reference). The best cycle-bound plan is placed by
+the Pyomo MILP at its cycle, over the arcs the search priced that can lie on an optimal path (nothing is
+priced twice). Every S's outcome is reported (J/token vs S is a result in itself), and with several
+group sizes the best of each. No feasible plan -> InfeasibleError naming the binding limit and the
+shortfall (planner.placement.explain).
 """
 
 from __future__ import annotations
@@ -12,309 +17,326 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from planner.core.errors import InfeasibleError, SolverFailure
-from planner.core.units import human_bytes
-from planner.cost.node import node_cost
-from planner.cost.pipeline import micro_batches
-from planner.model.graph import kv_tokens
-from planner.placement import reference as exhaustive
-from planner.placement import search as milp
-from planner.plans.plan import Plan, SolverFacts, StageRecord, clean_split, evaluate, figures
+import numpy as np
+
+from planner.cost.pipeline import pipeline_cost
+from planner.placement import reference
+from planner.placement.bounds import lower_bound
+from planner.placement.milp import solve_milp
+from planner.placement.search import Arcs, CycleSearch, Pricing, TimeUp, build_arcs
+from planner.placement.solution import StageSolution, empty, placement
+from planner.placement.stage import stage_data
+from planner.plans.plan import GroupSizeRecord, Plan, SolverFacts, StageRecord, clean_split, evaluate, figures
 from planner.problem.problem import Problem
 
 Progress = Callable[[int, StageRecord], None]
-EXPLAIN_BUDGET_S = 20.0  # seconds spent finding the fastest placement when explaining infeasibility
+FINAL_TOL = 1e-6  # relative: the final Pyomo placement must be this close to the search's optimum
 
 
-def resident_bytes(problem: Problem) -> tuple[float, float]:
-    """Total weight bytes and KV bytes of all users (B)."""
-    g = problem.model.graph
-    weights = sum(d["weight_bytes"] for _, d in g.nodes(data=True))
-    kv = sum(
-        problem.users * d["kv_bytes_per_token"] * kv_tokens(d, problem.context) for _, d in g.nodes(data=True)
+@dataclass
+class StageRun:
+    """One S solved: its solution, and what the final placement reuses (priced slices, arcs, cycle)."""
+
+    solution: StageSolution
+    pricing: Pricing | None = None
+    arcs: Arcs | None = None
+    search: CycleSearch | None = None
+    clock: float | None = None  # scaled cycle of the incumbent
+
+
+def _priced(problem: Problem, sol: StageSolution, clock_s: float | None) -> StageSolution:
+    """The solution with its objective recomputed by planner.cost.pipeline_cost (the number users see)."""
+    cost = pipeline_cost(
+        problem.graph,
+        problem.hw,
+        problem.users,
+        problem.context,
+        sol.groups,
+        sol.weight_split,
+        sol.kv_split,
+        problem.in_flight,
+        clock_s,
     )
-    return weights, kv
+    obj = cost.joules_per_token
+    bound = None if sol.best_bound is None else min(sol.best_bound, obj)
+    gap = None if bound is None else max(0.0, (obj - bound) / obj)
+    return dataclasses.replace(sol, objective=obj, best_bound=bound, gap=gap, cycle_s=cost.cycle_s)
 
 
-def group_capacity_bytes(problem: Problem) -> float:
-    """Bytes one group holds in the tiers the instance allows."""
-    hw = problem.hw
-    return sum(t.capacity_bytes for t in hw.tiers if t.name in problem.tiers) * hw.chips_per_group
-
-
-def stage_range(problem: Problem) -> range:
-    """S values worth trying: from the capacity bound ceil(bytes / group capacity) to min(max_groups, nodes)."""
-    if problem.spec.solver.stages is not None:
-        return range(problem.spec.solver.stages, problem.spec.solver.stages + 1)
-    weights, kv = resident_bytes(problem)
-    low = max(1, math.ceil((weights + kv) / group_capacity_bytes(problem) - 1e-9))
-    high = min(problem.max_groups, problem.model.graph.number_of_nodes())
-    return range(low, high + 1)
-
-
-def _solve_one_s(
-    problem: Problem, stages: int, best: milp.StageSolution | None
-) -> tuple[StageRecord, milp.StageSolution | None]:
-    """One S: its lower bound (prune against the best so far), then its optimum by the chosen method."""
-    spec = problem.spec
-    args = (problem.model.graph, problem.hw, problem.users, problem.context, problem.min_tokens_per_s, stages)
-    in_flight = spec.workload.micro_batches
-    started = time.perf_counter()
-
-    def record(status: str, sol: milp.StageSolution | None = None, bound: float | None = None) -> StageRecord:
-        return StageRecord(
-            status=status,
-            joules_per_token=None if sol is None else sol.objective,
-            best_bound=bound if sol is None else sol.best_bound,
-            solve_s=time.perf_counter() - started,
-            message=sol.message if sol is not None and status == "error" else "",
+def solve_stage(
+    problem: Problem,
+    stages: int,
+    method: str = "milp",
+    time_limit: float | None = None,
+    rel_gap: float = 1e-4,
+    cutoff: float | None = None,
+) -> StageRun:
+    """Least joules per token with exactly `stages` stages. `cutoff` (J/token): only plans strictly better
+    are wanted; an S that cannot beat it ends 'infeasible' with best_bound near the cutoff (pruned).
+    Never raises for an infeasible instance; a HiGHS failure gives status 'error' with its message."""
+    t0 = time.perf_counter()
+    deadline = math.inf if time_limit is None else t0 + float(time_limit)
+    m = problem.micro_batches(stages)
+    if not 1 <= stages <= len(problem.nodes):
+        return StageRun(empty(stages, m, "infeasible", f"{stages} stages for {len(problem.nodes)} nodes"))
+    if method == "exhaustive":
+        sol = reference.exhaustive_stages(problem, stages)
+        return StageRun(sol if sol.groups is None else _priced(problem, sol, sol.cycle_s))
+    d = stage_data(problem, stages)
+    if d.t_max <= 0:
+        return StageRun(
+            empty(stages, m, "infeasible", "the hop latencies alone exceed the speed floor's period")
         )
-
-    if spec.solver.method == "exhaustive":
-        sol = exhaustive.exhaustive_stages(*args, allowed_tiers=problem.tiers, in_flight=in_flight)
-        return record(sol.status, sol), sol
-    bound = milp.lower_bound(*args, allowed_tiers=problem.tiers, in_flight=in_flight)
+    es = d.energy_unit_j
+    bound = lower_bound(d)
     if bound is None:
-        return record("infeasible"), None
-    if best is not None and bound >= best.objective * (1 - spec.solver.gap):
-        return record("pruned", bound=bound), None
-    if spec.solver.method == "pyomo":
-        sol = milp.solve_stages_milp(
-            *args,
-            time_limit=spec.solver.time_limit,
-            rel_gap=spec.solver.gap,
-            allowed_tiers=problem.tiers,
-            in_flight=in_flight,
+        return StageRun(
+            empty(stages, m, "infeasible", "the fluid bound is infeasible", build_s=time.perf_counter() - t0)
         )
-    else:
-        sol = milp.solve_stages(
-            *args,
-            time_limit=spec.solver.time_limit,
-            rel_gap=spec.solver.gap,
-            allowed_tiers=problem.tiers,
-            in_flight=in_flight,
-            cutoff=None if best is None else best.objective,
+    bound_j = bound * es
+    if cutoff is not None and bound_j >= cutoff:
+        msg = f"no placement below the cutoff {cutoff:.6g} J/token (lower bound {bound_j:.6g})"
+        return StageRun(empty(stages, m, "pruned", msg, best_bound=bound_j, build_s=time.perf_counter() - t0))
+    pricing = Pricing(d)
+    cycle_bound = problem.cycle_bound(stages) and method == "milp"
+    try:
+        arcs = build_arcs(pricing, deadline)
+    except TimeUp:
+        msg = "time limit while pricing the slices, before any placement was found"
+        return StageRun(
+            empty(stages, m, "time_limit", msg, build_s=time.perf_counter() - t0, work=pricing.lp_solves)
         )
-        if best is not None and sol.status == "infeasible" and sol.best_bound is not None:
-            return record("pruned", bound=sol.best_bound), None  # nothing better than the cutoff
-    return record(sol.status, sol), sol
+    except Exception as exc:  # a HiGHS failure: report it, do not raise
+        msg = f"{type(exc).__name__}: {exc}"
+        return StageRun(
+            empty(stages, m, "error", msg, build_s=time.perf_counter() - t0, work=pricing.lp_solves)
+        )
+    build_s = time.perf_counter() - t0
+    if not len(arcs):
+        msg = "no slice fits a group within the speed floor"
+        return StageRun(empty(stages, m, "infeasible", msg, build_s=build_s, work=pricing.lp_solves))
+    if not cycle_bound:  # the walk can bind: the formulation of record
+        left = None if time_limit is None else max(1.0, deadline - time.perf_counter())
+        sol, clock = solve_milp(pricing, arcs, None, left, rel_gap)
+        sol = dataclasses.replace(sol, build_s=build_s + sol.build_s, work=pricing.lp_solves)
+        if sol.groups is None:
+            return StageRun(sol, pricing, arcs)
+        sol = dataclasses.replace(sol, best_bound=max(sol.best_bound or 0.0, bound) * es)
+        sol = _priced(problem, sol, clock * d.time_unit_s)
+        if cutoff is not None and sol.objective >= cutoff:
+            return StageRun(empty(stages, m, "pruned", "no better than the cutoff", best_bound=cutoff))
+        return StageRun(sol, pricing, arcs, None, clock)
+    t1 = time.perf_counter()
+    search = CycleSearch(pricing, arcs)
+    if d.pipeline_power is not None and search.budget_floor(d.pipeline_power) is None:
+        msg = "the pipeline power budget is missed at every cycle within the speed floor"
+        return StageRun(empty(stages, m, "infeasible", msg, build_s=build_s, work=pricing.lp_solves))
+    best_t, best_f, lb, finished = search.run(rel_gap, None if cutoff is None else cutoff / es, deadline)
+    solve_s = time.perf_counter() - t1
+    lb_j = max(lb, bound) * es if math.isfinite(lb) else bound_j
+    if best_t is None:
+        status = "time_limit" if not finished else ("pruned" if cutoff is not None else "infeasible")
+        msg = (
+            "no placement meets the capacities and the speed floor"
+            if cutoff is None
+            else "no better than the cutoff"
+        )
+        return StageRun(empty(stages, m, status, msg, best_bound=lb_j, build_s=build_s, solve_s=solve_s,
+                              work=pricing.lp_solves))  # fmt: skip
+    slices = []
+    for a in search.path(best_t):
+        frontier = pricing.frontier(int(arcs.types[a]))
+        slices.append((int(arcs.starts[a]), int(arcs.ends[a]), frontier.fractions(best_t)))
+    groups, w_split, k_split = placement(d, slices)
+    sol = StageSolution(
+        stages=stages,
+        micro_batches=m,
+        status="optimal" if finished else "time_limit",
+        objective=best_f * es,
+        best_bound=lb_j,
+        gap=None,
+        groups=groups,
+        weight_split=w_split,
+        kv_split=k_split,
+        cycle_s=best_t * d.time_unit_s,
+        build_s=build_s,
+        solve_s=solve_s,
+        message=(
+            f"{len(arcs)} arcs, {len(pricing.views)} slice types, {pricing.lp_solves} slice LPs, "
+            f"{search.dp_calls} DP evaluations of {len(search.cand)} candidate cycles"
+            + ("" if finished else "; time limit: incumbent and proven bound")
+        ),
+        work=pricing.lp_solves,
+    )
+    return StageRun(_priced(problem, sol, best_t * d.time_unit_s), pricing, arcs, search, best_t)
 
 
-def _final_placement(problem: Problem, best: milp.StageSolution) -> milp.StageSolution:
-    """Place nodes and tiers with the Pyomo MILP at the optimal S and cycle found by the search.
+def useful_arcs(run: StageRun, tol: float = FINAL_TOL) -> Arcs:
+    """Arcs that can lie on an S-arc path within `tol` of the optimum at the incumbent's cycle (forward
+    and backward DP values), runnable at that cycle: the final Pyomo placement needs no others."""
+    search, arcs, t = run.search, run.arcs, run.clock
+    cost = search.costs(t)
+    s, n = search.s, search.n
+    fwd = np.full((s + 1, n + 1), np.inf)
+    fwd[0, 0] = 0.0
+    bwd = np.full((s + 1, n + 1), np.inf)
+    bwd[0, n] = 0.0
+    ends_first = search.first_of_end
+    order = np.lexsort((arcs.ends, arcs.starts))
+    starts_sorted = arcs.starts[order]
+    uniq_starts, first_of_start = np.unique(starts_sorted, return_index=True)
+    for k in range(s):
+        fwd[k + 1, search.uniq_ends] = np.minimum.reduceat(fwd[k, arcs.starts] + cost, ends_first)
+        vals = (bwd[k, arcs.ends] + cost)[order]
+        bwd[k + 1, uniq_starts] = np.minimum.reduceat(vals, first_of_start)
+    opt = fwd[s, n]
+    best = np.full(len(arcs), np.inf)
+    for k in range(s):
+        best = np.minimum(best, fwd[k, arcs.starts] + cost + bwd[s - 1 - k, arcs.ends])
+    keep = (best <= opt + tol * abs(opt)) & np.isfinite(cost)
+    return arcs.subset(keep)
+
+
+def final_placement(problem: Problem, run: StageRun, time_limit: float | None) -> StageSolution:
+    """Place nodes and tiers with the Pyomo MILP at the search's optimal S and cycle.
 
     With the cycle fixed the path-form MILP is small and its relaxation nearly integral; its optimum
     equals the search's (tests check 1e-6). Should it come out worse (a solver tolerance), the search's
     placement is kept and the message says so."""
-    spec = problem.spec
-    final = milp.solve_stages_milp(
-        problem.model.graph,
-        problem.hw,
-        problem.users,
-        problem.context,
-        problem.min_tokens_per_s,
-        best.stages,
-        time_limit=spec.solver.time_limit,
-        rel_gap=1e-7,
-        allowed_tiers=problem.tiers,
-        in_flight=spec.workload.micro_batches,
-        cycle_s=best.cycle_s,
-    )
-    if (
-        final.objective is not None
-        and final.groups is not None
-        and final.objective <= best.objective * (1 + 1e-6)
-    ):
-        return dataclasses.replace(
-            final,
-            best_bound=best.best_bound,
-            message=f"S and cycle by exact search; placement by the Pyomo MILP at that cycle ({final.message})",
+    best = run.solution
+    arcs = useful_arcs(run)
+    final, _ = solve_milp(run.pricing, arcs, run.clock, time_limit, 1e-7)
+    if final.groups is not None:
+        final = _priced(
+            problem,
+            dataclasses.replace(final, best_bound=best.best_bound),
+            run.clock * run.pricing.d.time_unit_s,
         )
+        if final.objective <= best.objective * (1 + FINAL_TOL):
+            return dataclasses.replace(
+                final,
+                best_bound=best.best_bound,
+                gap=best.gap,
+                build_s=best.build_s + final.build_s,
+                message=f"S and cycle by exact search; placement by the Pyomo MILP at that cycle ({final.message}; "
+                f"{len(arcs)} of {len(run.arcs)} arcs can be on an optimal path)",
+                work=best.work,
+            )
     return dataclasses.replace(
         best,
         message=f"Pyomo MILP at the optimal cycle ended {final.status} ({final.objective}); search placement kept",
     )
 
 
-def solve_problem(problem: Problem, progress: Progress | None = None) -> Plan:
-    """Best plan over all S; raises InfeasibleError with the binding limit when none is feasible.
+def _record(run: StageRun, started: float) -> StageRecord:
+    sol = run.solution
+    return StageRecord(
+        status=sol.status,
+        joules_per_token=sol.objective,
+        best_bound=sol.best_bound,
+        solve_s=time.perf_counter() - started,
+        message=sol.message if sol.status == "error" else "",
+    )
 
-    A KeyboardInterrupt during the search returns the best plan found so far (status 'interrupted');
-    if none was found it propagates.
-    """
-    spec = problem.spec
-    started = time.perf_counter()
+
+def solve_group_size(problem: Problem, progress: Progress | None = None):
+    """Best run over the S range of one group size: (best StageRun or None, records by S, interrupted)."""
+    spec = problem.spec.solver
     records: dict[int, StageRecord] = {}
-    best: milp.StageSolution | None = None
-    build_s = 0.0
+    best: StageRun | None = None
     interrupted = False
     try:
-        for stages in stage_range(problem):
-            record, sol = _solve_one_s(problem, stages, best)
-            records[stages] = record
+        for stages in problem.stage_range():
+            started = time.perf_counter()
+            cutoff = None if best is None else best.solution.objective * (1 - spec.gap)
+            run = solve_stage(problem, stages, spec.method, spec.time_limit, spec.gap, cutoff)
+            records[stages] = _record(run, started)
             if progress:
-                progress(stages, record)
-            if sol is None:
-                continue
-            build_s += sol.build_s
-            if (
-                sol.objective is not None
-                and sol.groups is not None
-                and (best is None or sol.objective < best.objective)
-            ):
-                best = sol
-        if best is not None and spec.solver.method == "milp":
-            best = _final_placement(problem, best)
-            build_s += best.build_s
+                progress(stages, records[stages])
+            sol = run.solution
+            if sol.groups is not None and sol.objective is not None:
+                if best is None or sol.objective < best.solution.objective:
+                    best = run
     except KeyboardInterrupt:
         if best is None:
             raise
         interrupted = True
-    if best is None:
-        raise explain_infeasible(problem, records)
-    # the proven bound over all S: the least of every S's bound (pruned S included)
+    return best, records, interrupted
+
+
+def solve_problem(problem: Problem, progress: Progress | None = None) -> Plan:
+    """Best plan over all group sizes and S; raises InfeasibleError with the binding limit when none is
+    feasible. A KeyboardInterrupt during the search returns the best plan found so far (status
+    'interrupted'); if none was found it propagates."""
+    from planner.placement.explain import explain_infeasible
+
+    spec = problem.spec
+    started = time.perf_counter()
+    sizes = spec.group_sizes
+    variants = (
+        [problem] if sizes == [None] or len(sizes) == 1 else [problem.with_chips_per_group(c) for c in sizes]
+    )
+    outcomes = []
+    interrupted = False
+    for variant in variants:
+        best, records, stopped = solve_group_size(variant, progress)
+        outcomes.append((variant, best, records))
+        if stopped:
+            interrupted = True
+            break
+    feasible = [(v, b, r) for v, b, r in outcomes if b is not None]
+    if not feasible:
+        raise explain_infeasible(outcomes[0][0], outcomes[0][2])
+    chosen, best, records = min(feasible, key=lambda o: o[1].solution.objective)
+    sol = best.solution
+    build_s = sum(o[1].solution.build_s for o in feasible)
+    if not interrupted and spec.solver.method == "milp" and best.search is not None:
+        try:
+            sol = final_placement(chosen, best, spec.solver.time_limit)
+        except KeyboardInterrupt:
+            interrupted = True
     bounds = [r.best_bound if r.best_bound is not None else r.joules_per_token for r in records.values()]
-    overall_bound = min((b for b in bounds if b is not None), default=best.best_bound)
-    overall_bound = min(overall_bound, best.objective) if overall_bound is not None else None
+    overall = min((b for b in bounds if b is not None), default=sol.best_bound)
+    for v, _, r in outcomes:  # other group sizes' bounds count too
+        if v is not chosen:
+            overall = min([overall] + [x.best_bound for x in r.values() if x.best_bound is not None])
+    overall = min(overall, sol.objective) if overall is not None else None
     if interrupted:
         status = "interrupted"
-    elif any(r.status == "time_limit" for r in records.values()):
+    elif any(r.status == "time_limit" for _, _, rs in outcomes for r in rs.values()):
         status = "time_limit"
     else:
         status = "optimal"
-    gap = max(0.0, (best.objective - overall_bound) / best.objective) if overall_bound is not None else None
+    gap = max(0.0, (sol.objective - overall) / sol.objective) if overall is not None else None
+    per_size = {}
+    if len(variants) > 1:
+        for v, b, _ in outcomes:
+            per_size[v.hw.chips_per_group] = GroupSizeRecord(
+                joules_per_token=None if b is None else b.solution.objective,
+                stages=None if b is None else b.solution.stages,
+                status="optimal" if b is not None else "infeasible",
+            )
     plan = Plan(
-        instance=spec,
-        stages=best.stages,
-        groups=[list(g) for g in best.groups],
-        weight_split=clean_split(best.weight_split),
-        kv_split=clean_split(best.kv_split),
+        instance=chosen.spec,
+        stages=sol.stages,
+        groups=[list(g) for g in sol.groups],
+        weight_split=clean_split(sol.weight_split),
+        kv_split=clean_split(sol.kv_split),
+        cycle_ms=sol.cycle_s * 1e3,
         solver=SolverFacts(
             method=spec.solver.method,
             status=status,
-            objective=best.objective,
-            best_bound=overall_bound,
+            objective=sol.objective,
+            best_bound=overall,
             gap=gap,
             build_s=build_s,
             solve_s=time.perf_counter() - started,
             per_stage=records,
-            message=best.message,
+            per_group_size=per_size,
+            message=sol.message,
         ),
     )
-    result = evaluate(problem, plan)
-    return plan.model_copy(update={"figures": figures(result.cost)})
-
-
-def explain_infeasible(problem: Problem, records: dict[int, StageRecord]) -> InfeasibleError:
-    """Name the limit that binds and by how much, in the user's units."""
-    hw, w = problem.hw, problem.spec.workload
-    weights, kv = resident_bytes(problem)
-    groups = problem.max_groups
-    capacity = group_capacity_bytes(problem) * groups
-    tiers = "+".join(problem.tiers)
-    who = f"{w.users:,} users at {w.context:,} context"
-    if weights + kv > capacity:
-        return InfeasibleError(
-            f"weights ({human_bytes(weights)}) and the KV cache of {who} ({human_bytes(kv)}) need "
-            f"{human_bytes(weights + kv)}; {groups} groups of {hw.chips_per_group} chips hold {human_bytes(capacity)} "
-            f"of {tiers} (short by {human_bytes(weights + kv - capacity)}; allow more groups or fewer users)",
-            binding="capacity",
-        )
-    graph = problem.model.graph
-    per_group = group_capacity_bytes(problem)
-    for n, d in graph.nodes(data=True):
-        need = d["weight_bytes"] + problem.users * d["kv_bytes_per_token"] * kv_tokens(d, problem.context)
-        if need > per_group:
-            return InfeasibleError(
-                f"node {n} alone needs {human_bytes(need)} (weights and the KV of {who}) but a group of "
-                f"{hw.chips_per_group} chips holds {human_bytes(per_group)} of {tiers} (short by "
-                f"{human_bytes(need - per_group)}); use more chips per group or fewer users",
-                binding="capacity (one node)",
-            )
-    # speed floor: the fastest a user's token can go for any S tried, ignoring capacity
-    best_speed, best_s = 0.0, None
-    for stages in stage_range(problem):
-        b = problem.users / micro_batches(problem.users, stages, problem.spec.workload.micro_batches)
-        total = 0.0
-        for n, d in graph.nodes(data=True):
-            c = node_cost(n, d, hw, b, problem.users, problem.context)
-            fastest_w = {min(problem.tiers, key=lambda t: c.weight_read_s[t]): 1.0}
-            fastest_k = {min(problem.tiers, key=lambda t: c.kv_read_s[t]): 1.0}
-            total += c.time_s(fastest_w, fastest_k)
-        token_s = total + (stages - 1) * hw.inter_link.latency_s
-        if 1 / token_s > best_speed:
-            best_speed, best_s = 1 / token_s, stages
-    if best_speed < problem.min_tokens_per_s:
-        return InfeasibleError(
-            f"the per-user speed floor of {problem.min_tokens_per_s:,.1f} tokens/s is out of reach: even with every "
-            f"tensor in its fastest tier, a token of {who} takes at least {1e3 / best_speed:,.2f} ms "
-            f"({best_speed:,.2f} tokens/s, at S={best_s}); short by {problem.min_tokens_per_s - best_speed:,.2f} tokens/s. "
-            f"Lower the floor, serve fewer users, or use faster memory",
-            binding="speed floor",
-        )
-    failed = {s: r.message for s, r in records.items() if r.status == "error"}
-    if failed:
-        detail = "; ".join(f"S={s}: {m}" for s, m in failed.items())
-        raise SolverFailure(f"HiGHS failed for {who} ({detail}); no plan was found for the other S either")
-    if any(r.status == "time_limit" for r in records.values()):
-        return InfeasibleError(
-            f"no plan was found within the time limit of {spec_time(problem)} per S for {who}; "
-            "raise --time-limit (or solver.time_limit)",
-            binding="time limit",
-        )
-    largest = max(
-        d["weight_bytes"] + problem.users * d["kv_bytes_per_token"] * kv_tokens(d, problem.context)
-        for _, d in graph.nodes(data=True)
-    )
-    # within capacity: the fastest any contiguous placement can go, over the S tried (energy ignored)
-    fastest: tuple[float, int] | None = None
-    deadline = time.perf_counter() + EXPLAIN_BUDGET_S
-    complete = True
-    for stages in stage_range(problem):
-        if time.perf_counter() > deadline:
-            complete = False
-            break
-        cycle = milp.fastest_cycle_s(
-            graph,
-            hw,
-            problem.users,
-            problem.context,
-            stages,
-            problem.tiers,
-            problem.spec.workload.micro_batches,
-        )
-        if cycle is not None:
-            token_s = stages * cycle + (stages - 1) * hw.inter_link.latency_s
-            if fastest is None or token_s < fastest[0]:
-                fastest = (token_s, stages)
-    scope = "" if complete else f" (S searched for {EXPLAIN_BUDGET_S:.0f} s)"
-    if fastest is None:
-        return InfeasibleError(
-            f"no contiguous split of {problem.model.name} into at most {groups} groups of {hw.chips_per_group} chips "
-            f"fits the weights and the KV cache of {who} in {tiers}{scope}: the total would fit "
-            f"({human_bytes(weights + kv)} of {human_bytes(capacity)}) but whole nodes do not pack into the groups "
-            f"(largest node {human_bytes(largest)} of a group's {human_bytes(per_group)}); "
-            "allow more groups or chips per group, or serve fewer users",
-            binding="capacity (contiguous split)",
-        )
-    speed = 1.0 / fastest[0]
-    if speed < problem.min_tokens_per_s:
-        return InfeasibleError(
-            f"within capacity, the fastest placement gives {speed:,.2f} tokens/s per user (S={fastest[1]}, token "
-            f"{fastest[0] * 1e3:,.2f} ms) for {who}, below the floor of {problem.min_tokens_per_s:,.1f}; short by "
-            f"{problem.min_tokens_per_s - speed:,.2f} tokens/s{scope}. The KV and weights that fit only in slower "
-            "tiers set the pace: serve fewer users, lower the floor, or use faster memory",
-            binding="speed floor (within capacity)",
-        )
-    tried = ", ".join(f"S={s}: {r.status}" for s, r in records.items()) or "no S in range"
-    return InfeasibleError(
-        f"no plan found for {who} ({tried}), although a placement within capacity reaches {speed:,.2f} tokens/s "
-        f"per user at S={fastest[1]}: this is a solver failure, please report it",
-        binding="solver",
-    )
-
-
-def spec_time(problem: Problem) -> str:
-    limit = problem.spec.solver.time_limit
-    return "none" if limit is None else f"{limit:g} s"
+    result = evaluate(chosen, plan)
+    return plan.model_copy(update={"figures": figures(result.cost, chosen)})

@@ -14,18 +14,18 @@ Per case (a row of a sweep table) this module adds:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
 import pandas as pd
 
 from planner.core.fileio import read_mapping
 from planner.cost.node import node_cost
 from planner.cost.pipeline import PipelineCost, pipeline_cost
-from planner.hardware.catalog import HARDWARE_DIR, Hardware, HardwareSpec
+from planner.hardware.catalog import HARDWARE_DIR, HardwareSpec
+from planner.placement.constraints import check
 from planner.plans.plan import Plan, evaluate, summary
 from planner.problem.problem import Problem
 
@@ -33,14 +33,17 @@ DEFAULT_CACHE = Path(".planner-cache") / "cases"
 CASE_COLUMNS = (  # the columns case_row adds, in table order
     "tiers",
     "stages",
+    "chips_per_group_used",
     "chips",
     "micro_batches",
     "micro_batch",
     "cycle_ms",
+    "walk_ms",
     "token_ms",
     "tokens_per_s_per_user",
     "tokens_per_s",
     "power_w",
+    "max_chip_power_w",
     "joules_per_token",
     "weight_j",
     "kv_j",
@@ -48,6 +51,7 @@ CASE_COLUMNS = (  # the columns case_row adds, in table order
     "link_j",
     "idle_j",
     "gap",
+    "graph_nodes",
     "kv_stored_gb",
     "kv_moved_gb_per_s",
     "kv_demand_per_s",
@@ -63,7 +67,6 @@ CASE_COLUMNS = (  # the columns case_row adds, in table order
     "one_mb_meets_floor",
     "one_mb_max_users",
 )
-FLOOR_TOLERANCE = 1e-9  # relative, as planner.plan.evaluate
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -99,8 +102,9 @@ class KvTraffic:
 
 
 def kv_traffic(problem: Problem, plan: Plan, cost: PipelineCost) -> KvTraffic:
-    """KV traffic of a plan: each group handles one micro-batch of b users per cycle of cost.cycle_s."""
-    hw, graph = problem.hw, problem.model.graph
+    """KV traffic of a plan: each group handles m micro-batches of b users per period."""
+    hw, graph = problem.hw, problem.graph
+    per_s = cost.micro_batches / cost.period_s
     stored = {t.name: 0.0 for t in hw.tiers}
     moved = dict(stored)
     for names in plan.groups:
@@ -108,35 +112,26 @@ def kv_traffic(problem: Problem, plan: Plan, cost: PipelineCost) -> KvTraffic:
             c = node_cost(n, graph.nodes[n], hw, cost.micro_batch, problem.users, problem.context)
             for t, f in plan.kv_split[n].items():
                 stored[t] += f * c.kv_resident_bytes
-                moved[t] += f * c.kv_moved_bytes / cost.cycle_s
-    tier = {t: sum(g.read_bytes[t] for g in cost.groups) / cost.cycle_s for t in stored}
+                moved[t] += f * c.kv_moved_bytes * per_s
+    tier = {t: sum(g.read_bytes[t] for g in cost.groups) * per_s for t in stored}
     return KvTraffic(stored, moved, tier)
 
 
-def one_micro_batch_cost(
-    graph: nx.DiGraph,
-    hw: Hardware,
-    users: int,
-    context: int,
-    groups: Sequence[Sequence[str]],
-    weight_split: Mapping[str, Mapping[str, float]],
-    kv_split: Mapping[str, Mapping[str, float]],
-) -> PipelineCost:
-    """Cost of `groups` with all users in one micro-batch (planner.cost.pipeline_cost, in_flight=1):
-    token time S * T(b = U) + hop latencies, J/token = dynamic energy / U + static W x S x T / U."""
-    return pipeline_cost(graph, hw, users, context, groups, weight_split, kv_split, in_flight=1)
+def one_micro_batch_cost(problem: Problem, plan: Plan, users: int | None = None) -> PipelineCost:
+    """Cost of the plan's placement with all users in one micro-batch (pipeline_cost, in_flight=1): the
+    batch walks the S groups, period = the walk, J/token = dynamic energy / U + static W x walk / U."""
+    users = problem.users if users is None else users
+    return pipeline_cost(
+        problem.graph, problem.hw, users, problem.context, plan.groups, plan.weight_split, plan.kv_split, 1
+    )
 
 
-def one_batch_max_users(
-    graph: nx.DiGraph,
-    hw: Hardware,
-    context: int,
-    min_tokens_per_s: float,
-    groups: Sequence[Sequence[str]],
-    weight_split: Mapping[str, Mapping[str, float]],
-    kv_split: Mapping[str, Mapping[str, float]],
-    limit: int = 100_000_000,
-) -> int:
+def feasible(problem: Problem, cost: PipelineCost) -> bool:
+    """The one definition of a feasible placement: no constraint family finds a violation."""
+    return not check(problem, cost)
+
+
+def one_batch_max_users(problem: Problem, plan: Plan, limit: int = 100_000_000) -> int:
     """Most users this placement serves with one micro-batch in flight at the floor (0 if none).
 
     Monotone for a fixed placement (b = U: every time term grows with b, KV resident grows with U), so
@@ -144,8 +139,7 @@ def one_batch_max_users(
     """
 
     def ok(users: int) -> bool:
-        c = one_micro_batch_cost(graph, hw, users, context, groups, weight_split, kv_split)
-        return not c.overflow_bytes and c.tokens_per_s_per_user >= min_tokens_per_s * (1 - FLOOR_TOLERANCE)
+        return feasible(problem.with_users(users), one_micro_batch_cost(problem, plan, users))
 
     if not ok(1):
         return 0
@@ -171,7 +165,7 @@ def case_row(problem: Problem, plan: Plan) -> dict[str, Any]:
     facts = summary(plan, cost)
     e = cost.joules_per_token_by
     kv = kv_traffic(problem, plan, cost)
-    hw, graph = problem.hw, problem.model.graph
+    hw = problem.hw
     dies = cost.chips * reticle_dies_per_chip(problem.spec.hardware)
     tier = hw.tier(kv.main_tier)
     chips = cost.chips
@@ -179,14 +173,17 @@ def case_row(problem: Problem, plan: Plan) -> dict[str, Any]:
         "status": facts["status"],
         "tiers": "+".join(problem.tiers),
         "stages": cost.stages,
+        "chips_per_group_used": cost.chips_per_group,
         "chips": cost.chips,
         "micro_batches": facts["micro_batches"],
         "micro_batch": cost.micro_batch,
         "cycle_ms": cost.cycle_s * 1e3,
+        "walk_ms": cost.walk_s * 1e3,
         "token_ms": cost.token_s * 1e3,
         "tokens_per_s_per_user": cost.tokens_per_s_per_user,
         "tokens_per_s": cost.tokens_per_s,
         "power_w": cost.power_w,
+        "max_chip_power_w": cost.max_chip_power_w,
         "joules_per_token": cost.joules_per_token,
         "weight_j": e["weights"],
         "kv_j": e["kv"],
@@ -194,6 +191,7 @@ def case_row(problem: Problem, plan: Plan) -> dict[str, Any]:
         "link_j": e["links"],
         "idle_j": e["idle"],
         "gap": facts["gap"],
+        "graph_nodes": len(problem.nodes),
         "kv_stored_gb": sum(kv.stored_bytes.values()) / 1e9,
         "kv_moved_gb_per_s": sum(kv.moved_bytes_per_s.values()) / 1e9,
         "kv_demand_per_s": kv.demand_per_s,
@@ -204,26 +202,13 @@ def case_row(problem: Problem, plan: Plan) -> dict[str, Any]:
         "kv_tier_fill": sum(g.resident_bytes[tier.name] for g in cost.groups) / (tier.capacity_bytes * chips),
         "kv_tier_bw_use": kv.tier_bytes_per_s[tier.name] / (tier.bw_bytes_per_s * chips),
     }
-    one = one_micro_batch_cost(
-        graph, hw, problem.users, problem.context, plan.groups, plan.weight_split, plan.kv_split
-    )
+    one = one_micro_batch_cost(problem, plan)
     row |= {
         "one_mb_token_ms": one.token_s * 1e3,
         "one_mb_tokens_per_s_per_user": one.tokens_per_s_per_user,
         "one_mb_joules_per_token": one.joules_per_token,
-        "one_mb_meets_floor": bool(
-            one.tokens_per_s_per_user >= problem.min_tokens_per_s * (1 - FLOOR_TOLERANCE)
-            and not one.overflow_bytes
-        ),
-        "one_mb_max_users": one_batch_max_users(
-            graph,
-            hw,
-            problem.context,
-            problem.min_tokens_per_s,
-            plan.groups,
-            plan.weight_split,
-            plan.kv_split,
-        ),
+        "one_mb_meets_floor": feasible(problem, one),
+        "one_mb_max_users": one_batch_max_users(problem, plan),
     }
     return row
 

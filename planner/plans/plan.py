@@ -21,11 +21,11 @@ from planner.core.errors import PlannerInputError, problems_from_validation
 from planner.core.fileio import read_mapping, write_text_atomic
 from planner.cost.pipeline import PipelineCost, pipeline_cost
 from planner.model.graph import kv_tokens
+from planner.placement.constraints import check
 from planner.problem.instance import InstanceSpec
 from planner.problem.problem import Problem, resolve
 
 SPLIT_TOLERANCE = 1e-6  # fractions may miss 1 by this much (solver round-off)
-CAPACITY_TOLERANCE = 1e-6  # relative
 
 
 class _Strict(BaseModel):
@@ -42,6 +42,14 @@ class StageRecord(_Strict):
     message: str = ""  # the solver's own words when it failed
 
 
+class GroupSizeRecord(_Strict):
+    """The best plan found with one group size (when the instance lists several)."""
+
+    status: str
+    joules_per_token: float | None = None
+    stages: int | None = None
+
+
 class SolverFacts(_Strict):
     method: str = "milp"
     status: str
@@ -51,6 +59,7 @@ class SolverFacts(_Strict):
     build_s: float = 0.0
     solve_s: float = 0.0
     per_stage: dict[int, StageRecord] = Field(default_factory=dict)
+    per_group_size: dict[int, GroupSizeRecord] = Field(default_factory=dict)
     message: str = ""
 
 
@@ -62,6 +71,9 @@ class Plan(_Strict):
     groups: list[list[str]]
     weight_split: dict[str, dict[str, float]]
     kv_split: dict[str, dict[str, float]]
+    cycle_ms: float | None = Field(
+        default=None, gt=0, description="the cycle the pipeline runs at (a decision: at least every group's)"
+    )
     solver: SolverFacts
     figures: dict[str, Any] = Field(default_factory=dict)
 
@@ -113,7 +125,7 @@ class Evaluation:
 
 
 def _structure_violations(problem: Problem, plan: Plan) -> list[str]:
-    nodes = list(problem.model.graph.nodes)
+    nodes = list(problem.nodes)
     placed = [n for g in plan.groups for n in g]
     v = []
     if plan.stages != len(plan.groups):
@@ -150,37 +162,25 @@ def _structure_violations(problem: Problem, plan: Plan) -> list[str]:
 
 
 def evaluate(problem: Problem, plan: Plan) -> Evaluation:
-    """Recompute the plan with planner.cost alone and list every violated constraint."""
+    """Recompute the plan with planner.cost alone and list every violated constraint (each constraint
+    family's check, planner.placement.constraints)."""
     violations = _structure_violations(problem, plan)
     if any(
         ("placed" in s or "not in the model" in s or "contiguous" in s or "no entry" in s) for s in violations
     ):
         return Evaluation(None, violations)
     cost = pipeline_cost(
-        problem.model.graph,
+        problem.graph,
         problem.hw,
         problem.users,
         problem.context,
         plan.groups,
         plan.weight_split,
         plan.kv_split,
-        problem.spec.workload.micro_batches,
+        problem.in_flight,
+        None if plan.cycle_ms is None else plan.cycle_ms / 1e3,
     )
-    for g in cost.groups:
-        for t, used in g.resident_bytes.items():
-            cap = g.capacity_bytes[t]
-            if used > cap * (1 + CAPACITY_TOLERANCE):
-                violations.append(
-                    f"capacity: group {g.index} holds {used / 1e9:,.3f} GB in {t}, capacity {cap / 1e9:,.3f} GB "
-                    f"(over by {(used - cap) / 1e9:,.3f} GB)"
-                )
-    floor = problem.min_tokens_per_s
-    if cost.tokens_per_s_per_user < floor * (1 - 1e-9):
-        violations.append(
-            f"speed: {cost.tokens_per_s_per_user:,.2f} tokens/s per user is below the floor {floor:,.2f} "
-            f"(token time {cost.token_s * 1e3:,.3f} ms > {1e3 / floor:,.3f} ms)"
-        )
-    return Evaluation(cost, violations)
+    return Evaluation(cost, violations + check(problem, cost))
 
 
 def totals(cost: PipelineCost) -> dict[str, Any]:
@@ -188,23 +188,27 @@ def totals(cost: PipelineCost) -> dict[str, Any]:
     return {
         "stages": cost.stages,
         "chips": cost.chips,
+        "chips_per_group": cost.chips_per_group,
         "users": cost.users,
         "context": cost.context,
         "micro_batches": cost.micro_batches,
         "micro_batch": cost.micro_batch,
         "cycle_ms": cost.cycle_s * 1e3,
+        "walk_ms": cost.walk_s * 1e3,
+        "period_ms": cost.period_s * 1e3,
         "token_ms": cost.token_s * 1e3,
         "tokens_per_s_per_user": cost.tokens_per_s_per_user,
         "tokens_per_s": cost.tokens_per_s,
         "joules_per_token": cost.joules_per_token,
         "joules_per_token_by": dict(cost.joules_per_token_by),
         "power_w": cost.power_w,
+        "max_chip_power_w": cost.max_chip_power_w,
     }
 
 
-def figures(cost: PipelineCost) -> dict[str, Any]:
+def figures(cost: PipelineCost, problem: Problem | None = None) -> dict[str, Any]:
     """Totals and per-group figures of FORMULATION.md §6, in readable units (ms, J, GB, W)."""
-    return {
+    out = {
         **totals(cost),
         "groups": [
             {
@@ -216,14 +220,25 @@ def figures(cost: PipelineCost) -> dict[str, Any]:
                 "capacity_gb": {t: v / 1e9 for t, v in g.capacity_bytes.items()},
                 "read_gb_per_cycle": {t: v / 1e9 for t, v in g.read_bytes.items()},
                 "busy_ms": g.busy_s * 1e3,
+                "busy_ms_by_unit": {u: v * 1e3 for u, v in g.unit_busy_s.items()},
+                "latency_ms": g.latency_s * 1e3,
+                "cycle_ms": g.cycle_s * 1e3,
                 "send_ms": g.send_s * 1e3,
                 "time_ms_by": {k: v * 1e3 for k, v in g.time_by_kind_s.items()},
                 "binding": g.binding,
                 "energy_j_per_token_by": {k: v / cost.micro_batch for k, v in g.energy_j.items()},
+                "power_w": cost.group_power_w(g),
+                "power_w_per_chip": cost.group_power_w(g) / cost.chips_per_group,
             }
             for g in cost.groups
         ],
     }
+    if problem is not None:
+        out["granularity"] = problem.granularity.as_dict()
+        out["graph_nodes"] = len(problem.nodes)
+        out["max_chip_power_limit_w"] = problem.max_chip_power_w
+        out["max_power_limit_w"] = problem.max_power_w
+    return out
 
 
 def summary(plan: Plan, cost: PipelineCost) -> dict[str, Any]:
@@ -246,7 +261,7 @@ def summary(plan: Plan, cost: PipelineCost) -> dict[str, Any]:
 
 
 def node_frame(plan: Plan, problem: Problem) -> pd.DataFrame:
-    graph = problem.model.graph
+    graph = problem.graph
     group_of = {n: g for g, names in enumerate(plan.groups) for n in names}
     rows = []
     for n, d in graph.nodes(data=True):
@@ -280,8 +295,12 @@ def group_frame(cost: PipelineCost, problem: Problem) -> pd.DataFrame:
         for k, v in g.time_by_kind_s.items():
             row[f"{k}_ms"] = v * 1e3
         row["busy_ms"], row["send_ms"], row["binding"] = g.busy_s * 1e3, g.send_s * 1e3, g.binding
+        for u, v in g.unit_busy_s.items():
+            row[f"{u}_unit_busy_ms"] = v * 1e3
+        row["latency_ms"], row["cycle_ms"] = g.latency_s * 1e3, g.cycle_s * 1e3
         for k, v in g.energy_j.items():
             row[f"{k}_j_per_token"] = v / cost.micro_batch
+        row["power_w_per_chip"] = cost.group_power_w(g) / cost.chips_per_group
         rows.append(row)
     return pd.DataFrame(rows)
 

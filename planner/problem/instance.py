@@ -5,9 +5,12 @@ An instance file (instances/*.yaml):
     model: llama-3.1-70b            # graphs/ name or path to an HF config.json
     hardware: sram-pipeline         # instances/hardware/ name or path
     kv_memory: novel-kv-dram        # optional: technology of the hardware's KV tier
-    chips_per_group: 8              # optional: default from the hardware
+    chips_per_group: 8              # optional: default from the hardware; a list [1, 2, 4, 8]: pick the best
     max_groups: 64                  # the largest number of groups (stages) allowed
     tiers: [sram, novel-kv-dram]    # optional: tiers each group may use (default: all of the hardware's)
+    split: auto                     # optional: sub-layer parts: auto | none | "16 MB" | {ffn: 4, core: 8, ...}
+    max_chip_power: tdp             # optional: per-chip power limit: tdp (default) | none | "350 W"
+    max_power: null                 # optional: power budget of the whole pipeline, e.g. "1.2 MW"
     workload: {users: 1024, context: 4096, min_tokens_per_s: 20, weight_dtype: bf16, kv_dtype: bf16}
     solver: {stages: null, time_limit: 60 s, gap: 1e-4}   # optional
 """
@@ -17,12 +20,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from planner.core.errors import PlannerInputError, problems_from_validation
 from planner.core.fileio import read_mapping
-from planner.core.units import DTYPE_BYTES, Seconds
+from planner.core.units import DTYPE_BYTES, Bytes, Seconds, Watts
+from planner.model.split import KINDS
 
 
 class _Strict(BaseModel):
@@ -44,8 +49,14 @@ class WorkloadSpec(_Strict):
         default=None,
         gt=0,
         le=100_000_000,
-        description="most micro-batches in flight: default min(users, S), the deep pipeline; 1 walks all users "
-        "through the stages as one batch",
+        description="most micro-batches in flight: default min(users, slots x S), the deep pipeline; 1 walks "
+        "all users through the stages as one batch",
+    )
+    sample_top_k: int = Field(
+        default=1,
+        gt=0,
+        le=100_000,
+        description="candidates each LM-head shard reports for sampling (1: argmax)",
     )
 
     @field_validator("weight_dtype", "kv_dtype", "activation_dtype")
@@ -67,6 +78,9 @@ class SolverSpec(_Strict):
     )
 
 
+SplitSpec = Literal["auto", "none"] | Bytes | dict[Literal[KINDS], int]  # type: ignore[valid-type]
+
+
 class InstanceSpec(_Strict):
     """One placement problem."""
 
@@ -74,17 +88,52 @@ class InstanceSpec(_Strict):
     model: str
     hardware: str
     kv_memory: str | None = None
-    chips_per_group: int | None = Field(default=None, gt=0, le=4096)
+    chips_per_group: int | list[int] | None = Field(
+        default=None, description="chips per group, or a list of group sizes to choose from"
+    )
     max_groups: int = Field(gt=0, le=100_000)
     tiers: list[str] | None = None
+    split: SplitSpec = Field(
+        default="auto",
+        description="sub-layer parts: auto, none, the most weight bytes per part ('16 MB'), or parts per kind",
+    )
+    max_chip_power: Literal["tdp", "none"] | Watts = Field(
+        default="tdp", description="per-chip power limit: the chip's TDP (default), none, or watts"
+    )
+    max_power: Watts | None = Field(default=None, description="power budget of the whole pipeline, W")
     workload: WorkloadSpec
     solver: SolverSpec = SolverSpec()
+
+    @field_validator("chips_per_group")
+    @classmethod
+    def _group_sizes(cls, v: int | list[int] | None) -> int | list[int] | None:
+        sizes = [v] if isinstance(v, int) else (v or [])
+        if any(not 0 < s <= 4096 for s in sizes) or (isinstance(v, list) and not v):
+            raise ValueError("chips per group must be whole numbers from 1 to 4096 (a list: at least one)")
+        if isinstance(v, list) and len(set(v)) != len(v):
+            raise ValueError(f"chips_per_group lists a size twice: {v}")
+        return v
+
+    @field_validator("split")
+    @classmethod
+    def _split_parts(cls, v):
+        if isinstance(v, dict) and any(not 1 <= n <= 100_000 for n in v.values()):
+            raise ValueError("split: parts per kind must be whole numbers from 1 to 100,000")
+        if isinstance(v, float) and v <= 0:
+            raise ValueError("split: the bytes per part must be positive, e.g. '16 MB'")
+        return v
 
     @model_validator(mode="after")
     def _stages_within_groups(self) -> InstanceSpec:
         if self.solver.stages is not None and self.solver.stages > self.max_groups:
             raise ValueError(f"solver.stages ({self.solver.stages}) exceeds max_groups ({self.max_groups})")
         return self
+
+    @property
+    def group_sizes(self) -> list[int | None]:
+        """The chips-per-group values to try (None: the hardware's own)."""
+        v = self.chips_per_group
+        return [None] if v is None else ([v] if isinstance(v, int) else list(v))
 
     def digest(self) -> str:
         """A stable hash of the instance (for caches): sha256 of its canonical JSON."""

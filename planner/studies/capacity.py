@@ -4,18 +4,25 @@ The oracle is the solver (planner.solve over the instance's S range, or one fixe
 a plan meets capacity and the per-user speed floor. Search: U = 1, 2, 4, ... until infeasible, then
 bisection; the answer U* comes with a feasible solve at U* and an infeasible one at U* + 1.
 
-Why feasibility is monotone in U (so bisection is exact): take any plan feasible at U + 1 and keep its
-placement (S groups, node slices, tier fractions) at U users.
+Why feasibility is monotone in U (so bisection is exact), power limits included: take any plan feasible
+at U + 1 (placement, group size, and its clock: the period per micro-batch P / m it runs at) and keep its
+placement at U users.
 - capacity: a group's resident bytes are its weights plus U x (KV per user) of its nodes; fewer users
   hold less, so every tier still fits;
-- speed: the micro-batch b = U / min(U, S) is 1 for U <= S and U / S above, so it never grows when U
-  shrinks; every time term of planner.cost grows with b or is constant (weight bytes are constant, or
-  E(1 - (1 - k/E)^b) for experts, increasing; KV bytes, FLOPs, all-reduce and activation bytes are
+- micro-batches: m' = min(U, slots x S) (or the instance's cap) is at most m, and b' = U / m' at most b
+  (b = 1 below slots x S, U / (slots x S) above);
+- time: every time term of planner.cost grows with b or is constant (weight bytes are constant, or
+  E(1 - (1 - k/E)^b) for experts, increasing; KV bytes, FLOPs, collectives and activation bytes are
   proportional to b; the attention pull-rate cap min(R, b c) gives b X / min(R, b c) = max(b X / R, X / c),
-  non-decreasing), so the cycle T and the token time S T + hops do not grow and the floor still holds;
+  non-decreasing), so every group's busy times, latencies and the walk W' do not grow;
+- keep the period: run at the clock P / m' (at least P / m, so at least every group's cycle): the period
+  max(W', m' x P / m') = P meets the floor as before;
+- power: a chip draws m' E'_g / (chips x P) + static <= m E_g / (chips x P) + static, since m' <= m and
+  the energy per micro-batch E'_g <= E_g (it grows with b); the pipeline's budget likewise;
 - the S range: its lower end ceil(bytes / group capacity) only falls with U, its upper end does not
   depend on U, so the plan's S is still tried.
-Hence feasible(U + 1) implies feasible(U). The search is exact for the stated space (the instance's
+Hence feasible(U + 1) implies feasible(U): the optimizer's space includes the clock (a plan may run
+slower than its slowest group), which is what makes the power limits monotone. The search is exact for the stated space (the instance's
 max_groups, chips_per_group, tiers, and its S range or fixed S) provided each infeasible verdict is
 proven: with a time limit, an S stopped without an incumbent leaves the verdict unproven, and the result
 says so (`exact` False).
@@ -130,16 +137,19 @@ def search_max_users(oracle: Oracle, start: int = 1, limit: int = MAX_USERS) -> 
 
 
 def capacity_bound_users(spec: InstanceSpec) -> int:
-    """Users whose KV fits, with the weights, in all the tiers of all groups (an upper bound on U*)."""
-    problem = resolve(spec)
-    hw = problem.hw
-    groups = spec.solver.stages or min(spec.max_groups, problem.model.graph.number_of_nodes())
-    capacity = (
-        groups * hw.chips_per_group * sum(t.capacity_bytes for t in hw.tiers if t.name in problem.tiers)
-    )
-    per_user = problem.model.kv_bytes_per_user(problem.context)
-    free = capacity - problem.model.weight_bytes
-    return max(0, min(MAX_USERS, int(free // per_user))) if per_user > 0 else MAX_USERS
+    """Users whose KV fits, with the weights, in all the tiers of all groups, for the largest group
+    size the instance allows (an upper bound on U*)."""
+    base = resolve(spec)
+    best = 0
+    for size in spec.group_sizes:
+        problem = base if size is None else base.with_chips_per_group(size)
+        groups = spec.solver.stages or min(spec.max_groups, len(problem.nodes))
+        per_user = problem.model.kv_bytes_per_user(problem.context)
+        free = groups * problem.group_capacity_bytes - problem.resident_bytes[0]
+        if per_user <= 0:
+            return MAX_USERS
+        best = max(best, int(free // per_user))
+    return max(0, min(MAX_USERS, best))
 
 
 def spec_with_users(spec: InstanceSpec, users: int) -> InstanceSpec:

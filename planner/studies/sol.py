@@ -118,9 +118,8 @@ def breakdown_row(cost: PipelineCost) -> dict[str, float | int | str | bool]:
         k: sum(g.time_by_kind_s[k] for g in cost.groups) * ms
         for k in ("weights", "kv", "compute", "links", "overhead")
     }
-    time_by["links"] += cost.hop_latency_s * ms
-    busy = sum(g.busy_s for g in cost.groups)
-    time_by["wait"] = (cost.stages * cost.cycle_s - busy) * ms
+    time_by["links"] += sum(g.send_s + g.hop_latency_s for g in cost.groups) * ms
+    time_by["wait"] = max(0.0, cost.period_s - cost.walk_s) * ms  # the token waits for a slower group
     time_ms = cost.token_s * ms
     e = cost.joules_per_token_by
     row: dict[str, float | int | str | bool] = {

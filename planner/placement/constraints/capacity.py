@@ -1,0 +1,65 @@
+"""Capacity: per group and tier, the resident weights and the KV of *all* users fit (FORMULATION §4)."""
+
+from __future__ import annotations
+
+from planner.core.errors import InfeasibleError
+from planner.core.units import human_bytes
+from planner.cost.pipeline import PipelineCost
+from planner.placement.rows import Row, SliceView, f
+from planner.placement.stage import CAPACITY_MARGIN
+from planner.problem.problem import FEASIBILITY_TOL, Problem
+
+FAMILY = "capacity"
+
+
+def slice_rows(v: SliceView) -> list[Row]:
+    rows = []
+    for t, name in enumerate(v.d.tiers):
+        terms = tuple((f(it, t), mult * it.share[t]) for it, mult in v.items if it.share[t] > 0)
+        const, rhs = float(v.share_const[t]), v.groups * (1.0 - CAPACITY_MARGIN)
+        if terms or const > rhs:
+            rows.append(Row(FAMILY, f"capacity[{name}]", terms, const=const, rhs=rhs))
+    return rows
+
+
+def check(problem: Problem, cost: PipelineCost) -> list[str]:
+    out = []
+    for g in cost.groups:
+        for t, used in g.resident_bytes.items():
+            cap = g.capacity_bytes[t]
+            if used > cap * (1 + FEASIBILITY_TOL):
+                out.append(
+                    f"capacity: group {g.index} holds {used / 1e9:,.3f} GB in {t}, capacity {cap / 1e9:,.3f} GB "
+                    f"(over by {(used - cap) / 1e9:,.3f} GB)"
+                )
+    return out
+
+
+def explain(problem: Problem) -> InfeasibleError | None:
+    """Total bytes beyond max_groups groups, or one node beyond one group."""
+    hw = problem.hw
+    weights, kv = problem.resident_bytes
+    groups = problem.max_groups
+    per_group = problem.group_capacity_bytes
+    capacity = per_group * groups
+    tiers = "+".join(problem.tiers)
+    who = f"{problem.users:,} users at {problem.context:,} context"
+    if weights + kv > capacity * (1 + FEASIBILITY_TOL):
+        return InfeasibleError(
+            f"weights ({human_bytes(weights)}) and the KV cache of {who} ({human_bytes(kv)}) need "
+            f"{human_bytes(weights + kv)}; {groups} groups of {hw.chips_per_group} chips hold "
+            f"{human_bytes(capacity)} of {tiers} (short by {human_bytes(weights + kv - capacity)}; allow more "
+            "groups or fewer users)",
+            binding="capacity",
+        )
+    for n in problem.nodes:
+        need = problem.node_resident_bytes(n)
+        if need > per_group * (1 + FEASIBILITY_TOL):
+            return InfeasibleError(
+                f"node {n} alone needs {human_bytes(need)} (weights and the KV of {who}) but a group of "
+                f"{hw.chips_per_group} chips holds {human_bytes(per_group)} of {tiers} (short by "
+                f"{human_bytes(need - per_group)}); split it finer (--split), use more chips per group or "
+                "fewer users",
+                binding="capacity (one node)",
+            )
+    return None

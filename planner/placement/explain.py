@@ -1,0 +1,108 @@
+"""Explaining an infeasible instance: which limit binds and by how much, in the user's units.
+
+In this order: each constraint family's cheap certificate (planner.placement.constraints.explain: the
+total capacity of max_groups groups, one node larger than a group, a power limit below static power,
+the speed floor out of reach even with every tensor in its fastest tier); a solver failure or a time
+limit; then, within capacity, the fastest any contiguous placement can go (a bottleneck path over the
+slices that fit, per S) or the packing limit when no split fits at all.
+
+The last search is bounded by work, not by seconds (it stops before the next S once EXPLAIN_BUDGET_LPS
+slice LPs have been solved, S in the order of the S range), so the same input gives the same explanation on any machine and under any load;
+when the budget cuts the search the text says up to which S it looked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from planner.core.errors import InfeasibleError, SolverFailure
+from planner.core.units import human_bytes
+from planner.placement import constraints
+from planner.placement.search import Pricing, bottleneck_cycle, build_arcs
+from planner.placement.stage import stage_data
+from planner.plans.plan import StageRecord
+from planner.problem.problem import Problem
+
+EXPLAIN_BUDGET_LPS = 20_000
+
+
+def fastest_period(problem: Problem, stages: int) -> tuple[float | None, int]:
+    """(the least period (s) a placement on `stages` stages reaches within capacity and power, energy
+    ignored, or None when none fits; slice LPs used). Exact for cycle-bound pipelines (period = m x the
+    bottleneck cycle); otherwise a lower bound (the walk may add to it)."""
+    d = dataclasses.replace(stage_data(problem, stages), t_max=math.inf)
+    pricing = Pricing(d)
+    arcs = build_arcs(pricing)
+    cycle = bottleneck_cycle(pricing, arcs)
+    if cycle is None:
+        return None, pricing.lp_solves
+    return d.micro_batches * cycle * d.time_unit_s, pricing.lp_solves
+
+
+def explain_infeasible(problem: Problem, records: dict[int, StageRecord]) -> InfeasibleError:
+    """Name the limit that binds and by how much, in the user's units."""
+    found = constraints.explain(problem)
+    if found is not None:
+        return found
+    who = f"{problem.users:,} users at {problem.context:,} context"
+    failed = {s: r.message for s, r in records.items() if r.status == "error"}
+    if failed:
+        detail = "; ".join(f"S={s}: {m}" for s, m in failed.items())
+        raise SolverFailure(f"HiGHS failed for {who} ({detail}); no plan was found for the other S either")
+    if any(r.status == "time_limit" for r in records.values()):
+        limit = problem.spec.solver.time_limit
+        return InfeasibleError(
+            f"no plan was found within the time limit of {'none' if limit is None else f'{limit:g} s'} per S for "
+            f"{who}; raise --time-limit (or solver.time_limit)",
+            binding="time limit",
+        )
+    fastest: tuple[float, int] | None = None
+    used, last = 0, None
+    for stages in problem.stage_range():
+        if used >= EXPLAIN_BUDGET_LPS:
+            break
+        period, lps = fastest_period(problem, stages)
+        used += lps
+        last = stages
+        if period is not None and (fastest is None or period < fastest[0]):
+            fastest = (period, stages)
+    full = last == problem.stage_range()[-1] if len(problem.stage_range()) else True
+    scope = "" if full else f" (S searched up to {last} of {problem.stage_range()[-1]}: work budget)"
+    weights, kv = problem.resident_bytes
+    hw, tiers = problem.hw, "+".join(problem.tiers)
+    if fastest is None:
+        largest = max(problem.node_resident_bytes(n) for n in problem.nodes)
+        return InfeasibleError(
+            f"no contiguous split of {problem.model.name} into at most {problem.max_groups} groups of "
+            f"{hw.chips_per_group} chips fits the weights and the KV cache of {who} in {tiers}{scope}: the total "
+            f"would fit ({human_bytes(weights + kv)} of {human_bytes(problem.group_capacity_bytes * problem.max_groups)}) "
+            f"but the parts do not pack into the groups (largest {human_bytes(largest)} of a group's "
+            f"{human_bytes(problem.group_capacity_bytes)}); allow more groups or chips per group, split finer "
+            "(--split), or serve fewer users",
+            binding="capacity (contiguous split)",
+        )
+    speed = 1.0 / fastest[0]
+    floor = problem.min_tokens_per_s
+    if speed < floor:
+        return InfeasibleError(
+            f"within capacity, the fastest placement gives {speed:,.2f} tokens/s per user (S={fastest[1]}, period "
+            f"{fastest[0] * 1e3:,.2f} ms) for {who}, below the floor of {floor:,.1f}; short by {floor - speed:,.2f} "
+            f"tokens/s{scope}. The KV and weights that fit only in slower tiers set the pace: serve fewer users, "
+            "lower the floor, or use faster memory",
+            binding="speed floor (within capacity)",
+        )
+    if problem.max_chip_power_w is not None or problem.max_power_w is not None:
+        return InfeasibleError(
+            f"within capacity a placement reaches {speed:,.2f} tokens/s per user (S={fastest[1]}), but none does "
+            f"within the power limits for {who}: at the speed floor the chips would draw more than "
+            f"{problem.max_chip_power_w or 0:,.0f} W each or the pipeline more than its budget; raise "
+            "--max-chip-power / --max-power, lower the floor or serve fewer users",
+            binding="power",
+        )
+    tried = ", ".join(f"S={s}: {r.status}" for s, r in records.items()) or "no S in range"
+    return InfeasibleError(
+        f"no plan found for {who} ({tried}), although a placement within capacity reaches {speed:,.2f} tokens/s "
+        f"per user at S={fastest[1]}: this is a solver failure, please report it",
+        binding="solver",
+    )
