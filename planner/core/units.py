@@ -11,14 +11,20 @@ import re
 from functools import lru_cache
 from typing import Annotated
 
-import pint
 from pydantic import BeforeValidator
 
-# One registry for the whole program; FLOP is added as its own dimension, and FLOPS is FLOP per
-# second as on datasheets ("989 TFLOPS"), not a plural of FLOP.
-_REGISTRY = pint.UnitRegistry()
-_REGISTRY.define("FLOP = [flop] = flop")
-_REGISTRY.define("FLOPS = FLOP / second")
+
+@lru_cache(maxsize=1)
+def _registry():
+    """One pint registry for the whole program, built on first use (pint takes ~0.3 s to import, which
+    commands that read no unit string, such as `planner model info`, need not pay). FLOP is added as its
+    own dimension, and FLOPS is FLOP per second as on datasheets ("989 TFLOPS"), not a plural of FLOP."""
+    import pint
+
+    registry = pint.UnitRegistry()
+    registry.define("FLOP = [flop] = flop")
+    registry.define("FLOPS = FLOP / second")
+    return registry
 
 # base unit and an example for each kind of quantity the planner reads
 QUANTITY_KINDS: dict[str, tuple[str, str]] = {
@@ -72,19 +78,22 @@ def parse_quantity(text: str, kind: str) -> float:
     expected = f"a quantity in {base} (e.g. {example!r})"
     if not text.strip() or len(text) > MAX_QUANTITY_CHARS or not _QUANTITY_RE.fullmatch(text):
         raise ValueError(f"cannot read {_shown(text)} as {expected}: expected a number and a unit")
+    import pint
+
+    registry = _registry()
     try:
-        quantity = _REGISTRY.Quantity(text)
+        quantity = registry.Quantity(text)
     except Exception as exc:  # pint raises several error types for garbage
         raise ValueError(f"cannot read {_shown(text)} as {expected}: {str(exc)[:80]}") from None
     if not isinstance(quantity, pint.Quantity):
-        quantity = _REGISTRY.Quantity(quantity)
+        quantity = registry.Quantity(quantity)
     try:
         magnitude = float(quantity.magnitude)  # a complex number: TypeError; an int past 1e308: OverflowError
     except (TypeError, ValueError, OverflowError):
         raise ValueError(f"{_shown(text)} is not a real number; give {expected}") from None
     if not list(quantity.unit_items()):  # a bare number in a string: the base unit
         return magnitude
-    root = _REGISTRY.Quantity(1.0, quantity.units).to_root_units()
+    root = registry.Quantity(1.0, quantity.units).to_root_units()
     information = dict(root.unit_items()).get("bit", 0)
     if information != _INFORMATION_EXPONENT.get(kind, 0):
         raise ValueError(f"{_shown(text)} is not in units of {base} (e.g. {example!r})")

@@ -7,7 +7,7 @@ limit; then, within capacity, the fastest any contiguous placement can go (a bot
 slices that fit, per S) or the packing limit when no split fits at all.
 
 The last search is bounded by work, not by seconds (it stops before the next S once EXPLAIN_BUDGET_LPS
-slice LPs have been solved, S in the order of the S range), so the same input gives the same explanation on any machine and under any load;
+slice LPs have been solved, S from the largest down: more groups hold more and go faster), so the same input gives the same explanation on any machine and under any load;
 when the budget cuts the search the text says up to which S it looked.
 """
 
@@ -25,6 +25,7 @@ from planner.plans.plan import StageRecord
 from planner.problem.problem import Problem
 
 EXPLAIN_BUDGET_LPS = 20_000
+UNEXPLAINED = "not explained"
 
 
 def fastest_period(problem: Problem, stages: int) -> tuple[float | None, int]:
@@ -40,8 +41,11 @@ def fastest_period(problem: Problem, stages: int) -> tuple[float | None, int]:
     return d.micro_batches * cycle * d.time_unit_s, pricing.lp_solves
 
 
-def explain_infeasible(problem: Problem, records: dict[int, StageRecord]) -> InfeasibleError:
-    """Name the limit that binds and by how much, in the user's units."""
+def explain_infeasible(problem: Problem, records: dict[int, StageRecord], search: bool = True) -> InfeasibleError:
+    """Name the limit that binds and by how much, in the user's units. With `search` False the costly
+    last step (the fastest placement within capacity) is skipped: the verdict is the same, its reason
+    is then 'unexplained' (capacity searches ask for the reason only at the user count above the
+    maximum)."""
     found = constraints.explain(problem)
     if found is not None:
         return found
@@ -57,9 +61,11 @@ def explain_infeasible(problem: Problem, records: dict[int, StageRecord]) -> Inf
             f"{who}; raise --time-limit (or solver.time_limit)",
             binding="time limit",
         )
+    if not search:
+        return InfeasibleError(f"no plan for {who} (reason not searched)", binding=UNEXPLAINED)
     fastest: tuple[float, int] | None = None
     used, last = 0, None
-    for stages in problem.stage_range():
+    for stages in reversed(problem.stage_range()):  # more groups hold more and go faster: try them first
         if used >= EXPLAIN_BUDGET_LPS:
             break
         period, lps = fastest_period(problem, stages)
@@ -67,8 +73,9 @@ def explain_infeasible(problem: Problem, records: dict[int, StageRecord]) -> Inf
         last = stages
         if period is not None and (fastest is None or period < fastest[0]):
             fastest = (period, stages)
-    full = last == problem.stage_range()[-1] if len(problem.stage_range()) else True
-    scope = "" if full else f" (S searched up to {last} of {problem.stage_range()[-1]}: work budget)"
+    span = problem.stage_range()
+    full = last == span[0] if len(span) else True
+    scope = "" if full else f" (S searched from {span[-1]} down to {last}, not below: work budget)"
     weights, kv = problem.resident_bytes
     hw, tiers = problem.hw, "+".join(problem.tiers)
     if fastest is None:

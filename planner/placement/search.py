@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from planner.placement.constraints.capacity import next_fit
 from planner.placement.rows import SliceView
 from planner.placement.slicelp import Frontier, SliceLP, new_highs
 from planner.placement.stage import StageData
@@ -123,23 +124,12 @@ class Arcs:
 
 
 def capacity_covers(d: StageData) -> tuple[np.ndarray, np.ndarray]:
-    """(fewest groups that hold the first p nodes, fewest that hold nodes p..n-1), by resident bytes
-    against a group's capacity in all allowed tiers: next-fit, which is optimal for contiguous groups.
-    Lower bounds on the groups of any feasible cover (time ignored)."""
+    """(fewest groups that hold the first p nodes, fewest that hold nodes p..n-1) by capacity alone
+    (planner.placement.constraints.capacity.next_fit): lower bounds on the groups of any feasible cover."""
     problem = d.problem
-    size = np.array([problem.node_resident_bytes(v) for v in problem.nodes]) / problem.group_capacity_bytes
-
-    def next_fit(sizes: np.ndarray) -> np.ndarray:
-        out = np.zeros(len(sizes) + 1, dtype=np.int64)
-        groups, filled = 0, 0.0
-        for i, s in enumerate(sizes):
-            if groups == 0 or filled + s > 1.0 + 1e-9:
-                groups, filled = groups + 1, 0.0
-            filled += s
-            out[i + 1] = groups
-        return out
-
-    return next_fit(size), next_fit(size[::-1])[::-1]
+    sizes = [problem.node_resident_bytes(v) for v in problem.nodes]
+    cap = problem.group_capacity_bytes
+    return np.array(next_fit(sizes, cap)), np.array(next_fit(sizes[::-1], cap)[::-1])
 
 
 def build_arcs(pricing: Pricing, deadline: float = math.inf) -> Arcs:

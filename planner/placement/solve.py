@@ -266,10 +266,11 @@ def solve_group_size(problem: Problem, progress: Progress | None = None):
     return best, records, interrupted
 
 
-def solve_problem(problem: Problem, progress: Progress | None = None) -> Plan:
+def solve_problem(problem: Problem, progress: Progress | None = None, explain: bool = True) -> Plan:
     """Best plan over all group sizes and S; raises InfeasibleError with the binding limit when none is
-    feasible. A KeyboardInterrupt during the search returns the best plan found so far (status
-    'interrupted'); if none was found it propagates."""
+    feasible (`explain` False: without searching for the reason when no cheap certificate gives it).
+    A KeyboardInterrupt during the search returns the best plan found so far (status 'interrupted');
+    if none was found it propagates."""
     from planner.placement.explain import explain_infeasible
 
     spec = problem.spec
@@ -288,7 +289,7 @@ def solve_problem(problem: Problem, progress: Progress | None = None) -> Plan:
             break
     feasible = [(v, b, r) for v, b, r in outcomes if b is not None]
     if not feasible:
-        raise explain_infeasible(outcomes[0][0], outcomes[0][2])
+        raise explain_infeasible(outcomes[0][0], outcomes[0][2], explain)
     chosen, best, records = min(feasible, key=lambda o: o[1].solution.objective)
     sol = best.solution
     build_s = sum(o[1].solution.build_s for o in feasible)

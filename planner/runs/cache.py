@@ -12,6 +12,7 @@ from typing import Any
 
 from planner.core.errors import InfeasibleError
 from planner.core.fileio import write_text_atomic
+from planner.placement.explain import UNEXPLAINED
 from planner.problem.instance import InstanceSpec
 from planner.problem.problem import instance_files, resolve
 
@@ -74,7 +75,7 @@ def key_row(spec: InstanceSpec) -> dict[str, Any]:
     }
 
 
-def run_case(spec_data: dict[str, Any]) -> str:
+def run_case(spec_data: dict[str, Any], explain: bool = True) -> str:
     """Solve one case (a worker's job): JSON of its CaseResult. Infeasible is a result; errors are rows.
 
     Takes and returns plain JSON-able data so any executor (processes, dask workers) can carry it.
@@ -89,7 +90,7 @@ def run_case(spec_data: dict[str, Any]) -> str:
     started = time.perf_counter()
     try:
         problem = resolve(spec)
-        plan: Plan = solve_problem(problem, lambda s, record: records.__setitem__(s, record))
+        plan: Plan = solve_problem(problem, lambda s, record: records.__setitem__(s, record), explain)
     except InfeasibleError as exc:
         stopped = sorted(s for s, r in records.items() if r.status in ("time_limit", "error"))
         row |= {
@@ -97,6 +98,7 @@ def run_case(spec_data: dict[str, Any]) -> str:
             "binding": exc.binding,
             "explanation": exc.explanation,
             "proven": not stopped,
+            "explained": exc.binding != UNEXPLAINED,
             "solve_s": time.perf_counter() - started,
         }
         return CaseResult(spec, row, None).to_json()
@@ -155,7 +157,9 @@ class Cache:
     def path(self, spec: InstanceSpec) -> Path:
         return self.directory / f"{spec.digest()}.json"
 
-    def get(self, spec: InstanceSpec) -> CaseResult | None:
+    def get(self, spec: InstanceSpec, explained: bool = True) -> CaseResult | None:
+        """The cached result, or None; with `explained`, an infeasible result cached without its reason
+        counts as missing."""
         path = self.path(spec)
         try:
             data = json.loads(path.read_text())
@@ -165,6 +169,8 @@ class Cache:
             return None
         if data.get("inputs") != inputs_fingerprint(spec):
             return None
+        if explained and not data["row"].get("explained", True):
+            return None
         return CaseResult(spec, data["row"], data["plan"])
 
     def put(self, result: CaseResult) -> None:
@@ -172,12 +178,12 @@ class Cache:
             write_text_atomic(self.path(result.spec), result.to_json())
 
 
-def solve_case(spec: InstanceSpec, cache: Cache | None = None) -> CaseResult:
-    """One case in this process, through the cache."""
-    hit = cache.get(spec) if cache is not None else None
+def solve_case(spec: InstanceSpec, cache: Cache | None = None, explain: bool = True) -> CaseResult:
+    """One case in this process, through the cache (see run_case for `explain`)."""
+    hit = cache.get(spec, explain) if cache is not None else None
     if hit is not None:
         return hit
-    result = CaseResult.from_json(run_case(spec.model_dump(mode="json")))
+    result = CaseResult.from_json(run_case(spec.model_dump(mode="json"), explain))
     if cache is not None:
         cache.put(result)
     return result

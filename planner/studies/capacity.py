@@ -31,6 +31,7 @@ says so (`exact` False).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,13 +174,16 @@ def max_users(
     if start is None:
         start = max(1, capacity_bound_users(spec))
 
-    def oracle(users: int) -> CaseResult:
-        result = solve_case(spec_with_users(spec, users), store)
+    def oracle(users: int) -> CaseResult:  # the verdict only: the reason is asked for at U* + 1 alone
+        result = solve_case(spec_with_users(spec, users), store, explain=False)
         if progress:
             progress(users, result)
         return result
 
-    return search_max_users(oracle, start=start)
+    found = search_max_users(oracle, start=start)
+    if found.above is not None and not found.above.row.get("explained", True):
+        found = dataclasses.replace(found, above=solve_case(found.above.spec, store))
+    return found
 
 
 def max_users_many(

@@ -52,8 +52,8 @@ def explain(problem: Problem) -> InfeasibleError | None:
             "groups or fewer users)",
             binding="capacity",
         )
-    for n in problem.nodes:
-        need = problem.node_resident_bytes(n)
+    sizes = [problem.node_resident_bytes(n) for n in problem.nodes]
+    for n, need in zip(problem.nodes, sizes):
         if need > per_group * (1 + FEASIBILITY_TOL):
             return InfeasibleError(
                 f"node {n} alone needs {human_bytes(need)} (weights and the KV of {who}) but a group of "
@@ -62,4 +62,31 @@ def explain(problem: Problem) -> InfeasibleError | None:
                 "fewer users",
                 binding="capacity (one node)",
             )
+    needed = fewest_groups(sizes, per_group)
+    if needed > groups:
+        return InfeasibleError(
+            f"no contiguous split of {problem.model.name} into at most {groups} groups of {hw.chips_per_group} "
+            f"chips fits the weights and the KV cache of {who} in {tiers}: the total would fit "
+            f"({human_bytes(weights + kv)} of {human_bytes(capacity)}) but the parts pack into no fewer than "
+            f"{needed} groups (largest part {human_bytes(max(sizes))} of a group's {human_bytes(per_group)}); "
+            "allow more groups or chips per group, split finer (--split), or serve fewer users",
+            binding="capacity (contiguous split)",
+        )
     return None
+
+
+def next_fit(sizes, per_group: float) -> list[int]:
+    """counts[p]: the fewest contiguous groups of `per_group` bytes that hold the first p parts of
+    `sizes` bytes: next-fit (fill each group as far as it goes), optimal for contiguous groups, and exact
+    for capacity alone since a part's bytes may be split over a group's tiers freely."""
+    counts, groups, filled = [0], 0, 0.0
+    for s in sizes:
+        if groups == 0 or filled + s > per_group * (1 + FEASIBILITY_TOL):
+            groups, filled = groups + 1, 0.0
+        filled += s
+        counts.append(groups)
+    return counts
+
+
+def fewest_groups(sizes, per_group: float) -> int:
+    return next_fit(sizes, per_group)[-1]
