@@ -105,7 +105,7 @@ def calibrate(
         _calibrate.write_hardware(result, out)
     if report is not None:
         paths = measurements if isinstance(measurements, (str, Path)) else ",".join(map(str, measurements))
-        command = f"python -m planner.cli calibrate --microbench {microbench} --measurements {paths} --hardware {hardware}"
+        command = f"planner calibrate --microbench {microbench} --measurements {paths} --hardware {hardware}"
         command += (f" --out {out}" if out else "") + (f" --holdout {holdout}" if holdout else "")
         command += f" --report {report}"
         report = Path(report)
