@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import networkx as nx
-from pydantic import ValidationError
 
-from planner.core.errors import PlannerInputError, problems_from_validation
+from planner.core.errors import PlannerInputError
 from planner.core.fileio import read_mapping
 from planner.core.units import dtype_bytes
-from planner.model.config import GRAPHS_DIR, HFConfig, resolve_config_path
+from planner.model.config import GRAPHS_DIR, HFConfig, parse_config, resolve_config_path
 
 
 @dataclass(frozen=True)
@@ -127,13 +126,9 @@ def _attention_node(c: HFConfig, i: int, dt: Dtypes) -> dict:
         d = c.attn_head_dim
         kv_heads = c.num_key_value_heads or heads
         matmul = h * heads * d + 2 * h * kv_heads * d + heads * d * h
-        if c.attention_bias:
-            matmul += heads * d + 2 * kv_heads * d
-        if c.model_type.startswith("qwen3"):
-            matmul += 2 * d  # q_norm and k_norm
         kv_values = 2 * kv_heads * d
         attn_flops = 4 * heads * d  # QK^T and PV: 2 FLOPs per multiply-add each
-    params = matmul + h  # + input_layernorm
+    params = matmul + c.attention_extra_params()  # + norms and biases, as the architecture has them
     return dict(
         kind="attn",
         layer=i,
@@ -151,8 +146,8 @@ def _attention_node(c: HFConfig, i: int, dt: Dtypes) -> dict:
 
 def _ffn_node(c: HFConfig, i: int, dt: Dtypes) -> dict:
     h = c.hidden_size
-    matmul = 3 * h * c.intermediate_size  # gate, up, down (SwiGLU)
-    params = matmul + h  # + post_attention_layernorm
+    matmul = 3 * h * c.intermediate_size  # gate, up, down (SwiGLU; Phi-3's fused gate_up: the same shapes)
+    params = matmul + c.ffn_extra_params()  # + norms (and mlp biases)
     return dict(
         kind="ffn",
         layer=i,
@@ -264,13 +259,7 @@ def load_model(
 ) -> Model:
     """Read a model description and build its graph. Bad input raises PlannerInputError naming file and field."""
     path = resolve_config_path(name_or_path)
-    data = read_mapping(path)
-    if isinstance(data.get("text_config"), dict):  # multimodal wrappers keep the decoder here
-        data = {**data, **data["text_config"]}
-    try:
-        config = HFConfig.model_validate(data)
-    except ValidationError as exc:
-        raise PlannerInputError(path, problems_from_validation(exc)) from None
+    config = parse_config(read_mapping(path), path)
     try:
         dtypes = Dtypes(weight_dtype, kv_dtype, activation_dtype)
         for d in (dtypes.weight, dtypes.kv, dtypes.activation):
