@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
+from planner.cli import options as o
 from planner.cli.base import app, console, handle_errors, print_json, print_table
+from planner.cli.progress import ProgressReport
 
 # ---------------------------------------------------------------------------------------------- calibration
 
@@ -15,9 +17,11 @@ from planner.cli.base import app, console, handle_errors, print_json, print_tabl
 @app.command("check-measurements")
 @handle_errors
 def check_measurements_command(
-    measurements: Annotated[str, typer.Argument(help="measurement CSV (or CSVs separated by commas)")],
-    hardware: Annotated[str, typer.Option("--hardware", help="instances/hardware/ name or path")],
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    measurements: Annotated[
+        str, typer.Argument(metavar="CSV[,CSV]", help="measurement CSV (or CSVs separated by commas)")
+    ],
+    hardware: o.Hardware,
+    json_out: o.JsonFlag = False,
 ) -> None:
     """Predict each measured decode step (step ms, J/token) from its shape and compare with the measurement."""
     from planner.api import check_measurements
@@ -57,24 +61,31 @@ def check_measurements_command(
 @app.command("calibrate")
 @handle_errors
 def calibrate_command(
-    microbench: Annotated[Path, typer.Option("--microbench", help="device_microbench.json (priors)")],
-    measurements: Annotated[
-        str, typer.Option("--measurements", help="decode-step CSV(s), separated by commas")
+    microbench: Annotated[
+        Path, o.option("--microbench", metavar="FILE.json", help="device_microbench.json (priors)")
     ],
-    out: Annotated[Path, typer.Option("--out", help="calibrated hardware YAML to write")],
+    measurements: Annotated[
+        str, o.option("--measurements", metavar="CSV[,CSV]", help="decode-step CSV(s), separated by commas")
+    ],
+    out: Annotated[Path, o.option("--out", metavar="FILE.yaml", help="calibrated hardware YAML to write")],
     hardware: Annotated[
-        str, typer.Option("--hardware", help="base hardware (instances/hardware/ name or path)")
+        str,
+        o.option("--hardware", metavar="HARDWARE", help="base hardware (instances/hardware/ name or path)"),
     ] = "h100-sxm",
     holdout: Annotated[
         str,
-        typer.Option(
-            "--holdout", help="rows kept out of a fixed-split check: row numbers and/or users=N, context=N"
+        o.option(
+            "--holdout",
+            metavar="ROWS",
+            help="rows kept out of a fixed-split check: row numbers and/or users=N, context=N",
         ),
     ] = "",
     report: Annotated[
-        Path | None, typer.Option("--report", help="FILE.md: write the report there and FILE.csv beside it")
+        Path | None,
+        o.option("--report", metavar="FILE.md", help="write the report there and FILE.csv beside it"),
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    json_out: o.JsonFlag = False,
+    quiet: o.Quiet = False,
 ) -> None:
     """Fit achievable fractions, fixed costs and energy coefficients to measured decode steps.
 
@@ -82,10 +93,8 @@ def calibrate_command(
     from planner.api import calibrate
     from planner.studies.calibration import PARAM_ROWS
 
-    with console.status("fitting") as status:
-        cal = calibrate(
-            microbench, measurements, hardware, out, holdout, report, progress=lambda m: status.update(m)
-        )
+    with ProgressReport("calibrate", quiet=quiet) as progress:
+        cal = calibrate(microbench, measurements, hardware, out, holdout, report, progress=progress.note)
     checks = {"in_sample": cal.in_sample, "leave_one_out": cal.leave_one_out}
     if cal.split is not None:
         checks["holdout"] = cal.split
