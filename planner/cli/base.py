@@ -205,7 +205,7 @@ def column_formatter(
 ) -> Callable[[Sequence[Any]], list[str]]:
     """One format for a whole column, chosen from its values: whole numbers with thousands separators;
     other numbers with the decimals that give the largest value 3 significant digits and the smallest
-    nonzero one `digits` (at most 4 decimals and 6 significant digits; a nonzero value below that shows as "<0.0001"), scientific for the whole
+    nonzero one `digits` (at most 4 decimals and 7 significant digits; a nonzero value below that shows as "<0.0001"), scientific for the whole
     column only when every value is below 0.001; text as it is; missing values (None, NaN) as "-"."""
     numbers = [float(v) for v in values if _is_number(v)]
     if all(isinstance(v, int) for v in values if _is_number(v)):
@@ -217,7 +217,7 @@ def column_formatter(
     if top < 1e-3:
         return lambda vs: [_cell(v, "{:.2e}", zero) for v in vs]
     decimals = max(0, 2 - math.floor(math.log10(top)), digits - 1 - math.floor(math.log10(low)))
-    decimals = min(decimals, 4, max(0, 5 - math.floor(math.log10(top))))  # at most 6 significant digits
+    decimals = min(decimals, 4, max(0, 6 - math.floor(math.log10(top))))  # at most 7 significant digits
     return lambda vs: [_cell(v, f"{{:,.{decimals}f}}", zero, decimals) for v in vs]
 
 

@@ -215,7 +215,7 @@ def solve_command(
 ) -> None:
     """Place a model on chip groups and memory tiers, minimizing joules per token (Pyomo MILP, HiGHS)."""
     from planner.api import load_problem
-    from planner.plans.plan import evaluate, summary, write_csv_tables
+    from planner.plans.plan import evaluate, summary
 
     spec, source = _instance_from(
         instance,
@@ -257,7 +257,9 @@ def solve_command(
     if out is not None:
         plan.save(out)
     if csv is not None:
-        write_csv_tables(plan, problem, result.cost, csv)
+        from planner.api import write_plan_tables
+
+        write_plan_tables(plan, csv)
     facts = summary(plan, result.cost)
     if json_out:
         print_json(facts)

@@ -473,6 +473,21 @@ def parse_config(data: dict[str, Any], source: str | Path) -> HFConfig:
         raise PlannerInputError(source, problems_from_validation(exc)) from None
 
 
+def shipped_models() -> list[str]:
+    """Names of the configs in graphs/."""
+    return sorted(p.stem for p in GRAPHS_DIR.glob("*.json"))
+
+
+def model_sources() -> dict[str, str]:
+    """Where each shipped config comes from: the `| file.json | source |` rows of graphs/SOURCES.md."""
+    rows = {}
+    for line in (GRAPHS_DIR / "SOURCES.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0].endswith(".json"):
+            rows[cells[0].removesuffix(".json")] = cells[1].replace("`", "")
+    return rows
+
+
 def resolve_config_path(name_or_path: str | Path) -> Path:
     """graphs/NAME.json for a shipped name, else the path itself."""
     text = str(name_or_path)
@@ -484,5 +499,5 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
         return path / "config.json"
     if is_file(path):
         return path
-    names = ", ".join(sorted(p.stem for p in GRAPHS_DIR.glob("*.json")))
+    names = ", ".join(shipped_models())
     raise PlannerInputError(text, [f"no such model: expected one of {names}, or a path to an HF config.json"])
