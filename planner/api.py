@@ -186,12 +186,11 @@ def list_models() -> list[dict]:
 def list_hardware() -> list[dict]:
     """The shipped hardware (instances/hardware/): peak FLOP/s, memory per chip (each tier), TDP, group
     size, and the source of each figure (the YAML's `sources`)."""
-    from planner.core.fileio import read_mapping
-    from planner.hardware.catalog import HardwareSpec, hardware_names, hardware_path
+    from planner.hardware.catalog import hardware_names, load_hardware_spec
 
     rows = []
     for name in hardware_names():
-        spec = HardwareSpec.model_validate(read_mapping(hardware_path(name)))
+        spec = load_hardware_spec(name)
         hw = load_hardware(name)
         rows.append(
             {

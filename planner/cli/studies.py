@@ -158,6 +158,7 @@ def compare_command(
     out: Annotated[
         Path | None, o.option("--out", metavar="DIR", help="write memory_comparison.csv, .md and .png here")
     ] = None,
+    report: o.Report = None,
     json_out: Annotated[bool, o.flag("--json", help="print the max-users rows as JSON (tables off)")] = False,
     wide: o.Wide = False,
     quiet: o.Quiet = False,
@@ -165,7 +166,8 @@ def compare_command(
     """Memory technologies for the KV tier side by side: max users, J/token, S, chips, power, tokens/s.
 
     Every model x memory x users case is solved and each model x memory's max users searched exactly;
-    --wide adds J/token by category and KV bandwidth per die; --out writes the tables and a Pareto plot."""
+    --wide adds J/token by category and KV bandwidth per die; --out writes the tables and a Pareto plot;
+    --report FILE.html an interactive report of the same."""
     from planner.api import compare
 
     if memory is not None:
@@ -198,6 +200,10 @@ def compare_command(
     paths = []
     if out is not None:
         paths = write_comparison(result, out, _command_line(), hardware, context, min_tokens_per_s)
+    if report is not None:
+        from planner.render.report import write_comparison_report
+
+        paths.append(write_comparison_report(result, report, _command_line()))
     if json_out:
         print_json(_records(result.maxima))
         return
