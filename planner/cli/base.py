@@ -150,6 +150,7 @@ class Column:
     wide: bool = False
     zero: str | None = None
     digits: int = 2  # significant digits of the column's smallest nonzero value
+    decimals: int | None = None  # a fixed number of decimals instead
 
 
 ColumnSpec = Column | tuple[str, str]
@@ -174,7 +175,7 @@ def print_table(
     cells = []
     for c in shown:
         values = [row.get(c.key) for row in rows]
-        cells.append(column_formatter(values, c.zero, c.digits)(values))
+        cells.append(column_formatter(values, c.zero, c.digits, c.decimals)(values))
     for c, texts in zip(shown, cells):
         numeric = any(_is_number(row.get(c.key)) for row in rows)
         longest = max([len(t) for t in texts] + [1])
@@ -201,15 +202,18 @@ def _is_number(v: Any) -> bool:
 
 
 def column_formatter(
-    values: Sequence[Any], zero: str | None = None, digits: int = 2
+    values: Sequence[Any], zero: str | None = None, digits: int = 2, decimals: int | None = None
 ) -> Callable[[Sequence[Any]], list[str]]:
     """One format for a whole column, chosen from its values: whole numbers with thousands separators;
+    `decimals` fixed by the caller (percent errors, say);
     other numbers with the decimals that give the largest value 3 significant digits and the smallest
     nonzero one `digits` (at most 4 decimals and 7 significant digits; a nonzero value below that shows as "<0.0001"), scientific for the whole
     column only when every value is below 0.001; text as it is; missing values (None, NaN) as "-"."""
     numbers = [float(v) for v in values if _is_number(v)]
-    if all(isinstance(v, int) for v in values if _is_number(v)):
+    if all(x.is_integer() for x in numbers):  # counts, also as floats (a column with gaps is float)
         return lambda vs: [_cell(v, "{:,.0f}", zero) for v in vs]
+    if decimals is not None:
+        return lambda vs: [_cell(v, f"{{:,.{decimals}f}}", zero, decimals) for v in vs]
     nonzero = [abs(x) for x in numbers if x != 0]
     if not nonzero:
         return lambda vs: [_cell(v, "{:,.0f}", zero) for v in vs]

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from planner.cli import options as o
-from planner.cli.base import app, console, handle_errors, print_json, print_table
+from planner.cli.base import Column, app, console, handle_errors, print_json, print_table
 from planner.cli.progress import ProgressReport
 
 # ---------------------------------------------------------------------------------------------- calibration
@@ -33,21 +33,17 @@ def check_measurements_command(
     print_table(
         f"measured vs predicted on {report.hardware} (one chip, layers only)",
         [
-            ("users", "users"),
-            ("context", "context"),
-            ("measured_ms", "measured ms"),
-            ("predicted_ms", "predicted ms"),
-            ("err_time_pct", "error %"),
-            ("measured_j_per_token", "measured J/token"),
-            ("predicted_j_per_token", "predicted J/token"),
-            ("err_energy_pct", "error %"),
+            Column("users", "users"),
+            Column("context", "context"),
+            Column("measured_ms", "measured\nms", digits=3),
+            Column("predicted_ms", "predicted\nms", digits=3),
+            Column("err_time_pct", "time\nerror %", decimals=1),
+            Column("measured_j_per_token", "measured\nJ/token", digits=3),
+            Column("predicted_j_per_token", "predicted\nJ/token", digits=3),
+            Column("err_energy_pct", "energy\nerror %", decimals=1),
         ],
         [
-            {
-                **r.to_dict(),
-                "err_time_pct": round(100 * r.err_time, 1),
-                "err_energy_pct": round(100 * r.err_energy, 1),
-            }
+            {**r.to_dict(), "err_time_pct": 100 * r.err_time, "err_energy_pct": 100 * r.err_energy}
             for r in report.rows
         ],
     )
@@ -105,7 +101,11 @@ def calibrate_command(
         f"calibrated {cal.hardware.name}",
         [("field", "field"), ("value", "value"), ("unit", "unit")],
         [
-            {"field": name, "value": getattr(cal.params, attr) * scale, "unit": unit}
+            {
+                "field": name,
+                "value": f"{getattr(cal.params, attr) * scale:.4g}",
+                "unit": unit,
+            }  # a unit per row
             for name, attr, scale, unit in PARAM_ROWS
         ],
     )
@@ -114,10 +114,10 @@ def calibrate_command(
         [
             ("check", "check"),
             ("rows", "rows"),
-            *[(k, k.replace("_", " ") + " %") for k in cal.in_sample.summary()],
+            *[Column(k, k.replace("_", " ") + " %", decimals=1) for k in cal.in_sample.summary()],
         ],
         [
-            {"check": k, "rows": len(v.rows), **{m: round(100 * e, 1) for m, e in v.summary().items()}}
+            {"check": k, "rows": len(v.rows), **{m: 100 * e for m, e in v.summary().items()}}
             for k, v in checks.items()
         ],
     )
