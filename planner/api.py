@@ -212,22 +212,20 @@ def list_hardware() -> list[dict]:
 
 
 def list_memory() -> list[dict]:
-    """The memory technologies (instances/memory/): capacity, bandwidth and energy per device, devices
-    per reticle die, and the source of each figure."""
+    """The memory technologies (instances/memory/): capacity, bandwidth and energy per device and per
+    reticle die (planner.studies.kv_demand.memory_ratios), devices per die, and each figure's source."""
     from planner.hardware.catalog import load_memory_tech, memory_tech_names
+    from planner.studies.kv_demand import memory_ratios
 
+    figures = memory_ratios().set_index("memory")
     rows = []
     for name in memory_tech_names():
         t = load_memory_tech(name)
         rows.append(
             {
                 "name": name,
-                "kind": t.kind,
-                "capacity_bytes_per_device": t.capacity_per_device,
-                "bandwidth_bytes_per_s_per_device": t.bandwidth_per_device,
-                "pj_per_bit": t.energy,
+                **figures.loc[name].to_dict(),
                 "devices_per_reticle_die": t.devices_per_reticle_die,
-                "bandwidth_per_capacity_per_s": t.bandwidth_per_device / t.capacity_per_device,
                 "sources": dict(t.sources),
             }
         )

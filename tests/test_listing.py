@@ -43,9 +43,10 @@ def test_list_memory_per_device_and_table(cli):
     capacity 1.2e12 / 36e9 = 33.3 per second. The table shows each technology and its sources."""
     rows = {r["name"]: r for r in json.loads(cli(["list", "memory", "--json"]).stdout)}
     hbm3e = rows["hbm3e"]
-    assert (hbm3e["capacity_bytes_per_device"], hbm3e["bandwidth_bytes_per_s_per_device"]) == (36e9, 1.2e12)
+    assert (hbm3e["capacity_gb_per_device"], hbm3e["bandwidth_gb_per_s_per_device"]) == (36, 1200)
+    assert (hbm3e["capacity_gb_per_die"], hbm3e["devices_per_reticle_die"]) == (4 * 36, 4)
     assert hbm3e["pj_per_bit"] == 3.9
-    assert hbm3e["bandwidth_per_capacity_per_s"] == pytest.approx(1.2e12 / 36e9)
+    assert hbm3e["bw_per_capacity_per_s"] == pytest.approx(1.2e12 / 36e9)
     table = cli(["list", "memory"])
     assert table.exit_code == 0, table.output
     assert all(name in table.stdout for name in rows)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.markup import escape
 
 from planner.cli import options as o
@@ -11,9 +13,21 @@ list_app = PlannerTyper(no_args_is_help=True, help="What ships: models, hardware
 app.add_typer(list_app, name="list")
 
 
-def _sources(title: str, lines: list[tuple[str, str]]) -> None:
-    console.print(f"[bold]{title}[/]")
-    for name, text in lines:
+def _show(
+    rows: list[dict],
+    json_out: bool,
+    title: str,
+    columns: Sequence[Column],
+    table: list[dict],
+    sources: tuple[str, list[tuple[str, str]]],
+) -> None:
+    """The rows as JSON, or the table and then one line per source."""
+    if json_out:
+        print_json(rows)
+        return
+    print_table(title, columns, table)
+    console.print(f"[bold]{sources[0]}[/]")
+    for name, text in sources[1]:
         console.print(f"  {escape(name)}: {escape(text)}", highlight=False, soft_wrap=True)
 
 
@@ -24,12 +38,9 @@ def list_models_command(json_out: o.JsonFlag = False) -> None:
     from planner.api import list_models
 
     rows = list_models()
-    if json_out:
-        print_json(rows)
-        return
-    for r in rows:
-        r |= {"params_b": r["total_params"] / 1e9, "active_b": r["active_params"] / 1e9}
-    print_table(
+    _show(
+        rows,
+        json_out,
         "models (graphs/; bf16 weights and KV)",
         [
             Column("name", "name"),
@@ -41,11 +52,11 @@ def list_models_command(json_out: o.JsonFlag = False) -> None:
             Column("sliding_window_layers", "sliding\nlayers"),
             Column("experts", "experts", zero="-"),
         ],
-        rows,
-    )
-    _sources(
-        "sources (graphs/SOURCES.md, with the published parameter counts)",
-        [(r["name"], r["source"]) for r in rows],
+        [r | {"params_b": r["total_params"] / 1e9, "active_b": r["active_params"] / 1e9} for r in rows],
+        (
+            "sources (graphs/SOURCES.md, with the published parameter counts)",
+            [(r["name"], r["source"]) for r in rows],
+        ),
     )
 
 
@@ -56,25 +67,10 @@ def list_hardware_command(json_out: o.JsonFlag = False) -> None:
     from planner.api import list_hardware
 
     rows = list_hardware()
-    if json_out:
-        print_json(rows)
-        return
-    table = [
-        {
-            "name": r["name"],
-            "bf16": r["peak_flops_per_s"].get("bf16", 0) / 1e12,
-            "fp8": r["peak_flops_per_s"].get("fp8", 0) / 1e12,
-            "memory": ", ".join(f"{t} {v / 1e9:,.4g}" for t, v in r["memory_bytes_per_chip"].items()),
-            "bandwidth": ", ".join(
-                f"{t} {v / 1e12:,.4g}" for t, v in r["bandwidth_bytes_per_s_per_chip"].items()
-            ),
-            "tdp": r["tdp_w"],
-            "group": r["chips_per_group"],
-            "swap": r["kv_memory_replaceable"],
-        }
-        for r in rows
-    ]
-    print_table(
+    per_tier = lambda d, scale: ", ".join(f"{t} {v / scale:,.4g}" for t, v in d.items())  # noqa: E731
+    _show(
+        rows,
+        json_out,
         "hardware (instances/hardware/; per chip)",
         [
             Column("name", "name"),
@@ -82,15 +78,24 @@ def list_hardware_command(json_out: o.JsonFlag = False) -> None:
             Column("fp8", "fp8\nTFLOP/s", zero="-"),
             Column("memory", "memory GB"),
             Column("bandwidth", "bandwidth TB/s"),
-            Column("tdp", "TDP\nW"),
-            Column("group", "chips per\ngroup"),
-            Column("swap", "--kv-\nmemory"),
+            Column("tdp_w", "TDP\nW"),
+            Column("chips_per_group", "chips per\ngroup"),
+            Column("kv_memory_replaceable", "--kv-\nmemory"),
         ],
-        table,
-    )
-    _sources(
-        "sources (each YAML's `sources`)",
-        [(f"{r['name']} {k}", v) for r in rows for k, v in r["sources"].items()],
+        [
+            r
+            | {
+                "bf16": r["peak_flops_per_s"].get("bf16", 0) / 1e12,
+                "fp8": r["peak_flops_per_s"].get("fp8", 0) / 1e12,
+                "memory": per_tier(r["memory_bytes_per_chip"], 1e9),
+                "bandwidth": per_tier(r["bandwidth_bytes_per_s_per_chip"], 1e12),
+            }
+            for r in rows
+        ],
+        (
+            "sources (each YAML's `sources`)",
+            [(f"{r['name']} {k}", v) for r in rows for k, v in r["sources"].items()],
+        ),
     )
 
 
@@ -101,36 +106,27 @@ def list_memory_command(json_out: o.JsonFlag = False) -> None:
     from planner.api import list_memory
 
     rows = list_memory()
-    if json_out:
-        print_json(rows)
-        return
-    table = [
-        r
-        | {
-            "capacity_gb": r["capacity_bytes_per_device"] / 1e9,
-            "bandwidth_gb_s": r["bandwidth_bytes_per_s_per_device"] / 1e9,
-        }
-        for r in rows
-    ]
-    print_table(
+    _show(
+        rows,
+        json_out,
         "memory technologies (instances/memory/; per device)",
         [
             Column("name", "name"),
             Column("kind", "kind"),
-            Column("capacity_gb", "capacity\nGB"),
-            Column("bandwidth_gb_s", "bandwidth\nGB/s"),
+            Column("capacity_gb_per_device", "capacity\nGB"),
+            Column("bandwidth_gb_per_s_per_device", "bandwidth\nGB/s"),
             Column("pj_per_bit", "pJ/bit"),
             Column("devices_per_reticle_die", "devices\nper die"),
-            Column("bandwidth_per_capacity_per_s", "bandwidth /\ncapacity 1/s"),
+            Column("bw_per_capacity_per_s", "bandwidth /\ncapacity 1/s"),
         ],
-        table,
-    )
-    _sources(
-        "sources (each YAML's `sources`)",
-        [
-            (f"{r['name']} {k}", v)
-            for r in rows
-            for k, v in r["sources"].items()
-            if k in ("capacity_per_device", "bandwidth_per_device", "energy")
-        ],
+        rows,
+        (
+            "sources (each YAML's `sources`)",
+            [
+                (f"{r['name']} {k}", v)
+                for r in rows
+                for k, v in r["sources"].items()
+                if k in ("capacity_per_device", "bandwidth_per_device", "energy")
+            ],
+        ),
     )
