@@ -154,7 +154,7 @@ def _open(browser, path: Path):
         lambda r: outside.append(r.url) if not r.url.startswith(("file:", "data:", "blob:")) else None,
     )
     page.goto(path.as_uri())
-    page.wait_for_selector("#pipeline .main-svg, #pareto-llama-3\\.1-70b .main-svg", timeout=20_000)
+    page.wait_for_selector(".plotly-graph-div .main-svg", timeout=20_000)
     return page, errors, outside
 
 
@@ -190,4 +190,76 @@ def test_comparison_report_in_a_browser(browser, tmp_path):
     assert "68,684" in text and "7,649" in text
     names = page.evaluate("document.getElementById('pareto-llama-3.1-70b').data.map(t => t.name)")
     assert names == ["hbm4", "novel-kv-dram", "Pareto front"]
+    page.close()
+
+
+def test_compare_report_flag_writes_the_comparison_report(cli, monkeypatch, tmp_path):
+    """`planner compare ... --report FILE.html` writes the comparison report (the study itself replaced by
+    a fixed Comparison so that this test solves nothing)."""
+    import planner.api
+
+    monkeypatch.setattr(planner.api, "compare", lambda *args, **kwargs: _comparison())
+    out = tmp_path / "compare.html"
+    args = ["compare", "--model", "llama-3.1-70b", "--hardware", "sram-pipeline", "--users", "256"]
+    result = cli([*args, "--context", "4K", "--min-tokens-per-s", "20", "--report", out, "-q"])
+    assert result.exit_code == 0, result.output
+    page = out.read_text(encoding="utf-8")
+    assert 'data-report="comparison"' in page and "68,684" in page
+
+
+def _deep_pipeline():
+    """Two S of a deep-pipeline study (figures from results/deep_pipeline.md, Llama-3.1-70B)."""
+    from planner.studies.deep_pipeline import DeepPipeline
+
+    points = pd.DataFrame(
+        [
+            {"model": "llama-3.1-70b", "fixed_stages": s, "in_flight": f, "users": u, "joules_per_token": j}
+            for s, f, u, j in [
+                (8, 0, 256, 0.2),
+                (8, 0, 4096, 0.15),
+                (8, 1, 256, 0.4),
+                (120, 0, 4096, 0.2),
+                (120, 0, 60_649, 0.24),
+                (120, 1, 576, 3.43),
+            ]
+        ]
+    )
+    summary = pd.DataFrame(
+        [
+            {
+                "model": "llama-3.1-70b",
+                "stages": 120,
+                "deep_max_users": 60_649,
+                "one_mb_max_users": 576,
+                "users_ratio": 105.3,
+            },
+            {
+                "model": "llama-3.1-70b",
+                "stages": 8,
+                "deep_max_users": 5_000,
+                "one_mb_max_users": 700,
+                "users_ratio": 7.1,
+            },
+        ]
+    )
+    return DeepPipeline(points=points, summary=summary)
+
+
+def test_deep_pipeline_report_in_a_browser(browser, tmp_path):
+    from planner.render.report import deep_pipeline_report_html
+
+    path = tmp_path / "deep.html"
+    path.write_text(
+        deep_pipeline_report_html(_deep_pipeline(), "planner study deep-pipeline"), encoding="utf-8"
+    )
+    page, errors, outside = _open(browser, path)
+    assert not errors and not outside, (errors, outside)
+    assert "60,649" in page.inner_text("body") and "105x" in page.inner_text("body")
+    names = page.evaluate("document.querySelector('.plotly-graph-div').data.map(t => t.name)")
+    assert names == [
+        "S=8, S micro-batches",
+        "S=8, 1 micro-batch",
+        "S=120, S micro-batches",
+        "S=120, 1 micro-batch",
+    ]
     page.close()

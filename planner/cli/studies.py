@@ -312,6 +312,7 @@ def study_deep_pipeline(
     ] = Path("results"),
     workers: o.Workers = None,
     cache: o.CacheDir = DEFAULT_CACHE,
+    report: o.Report = None,
     quiet: o.Quiet = False,
 ) -> None:
     """S micro-batches in flight (the deep pipeline) against one, at the same per-user speed: max users
@@ -324,6 +325,10 @@ def study_deep_pipeline(
     with ProgressReport("deep pipeline", total, quiet) as progress:
         result = deep_pipeline(spec, cache=cache, workers=workers, progress=progress.advance)
     paths = write_deep_pipeline(result, out, _command_line())
+    if report is not None:
+        from planner.render.report import write_deep_pipeline_report
+
+        paths.append(write_deep_pipeline_report(result, report, _command_line()))
     print_table(
         "deep pipeline: S micro-batches vs one",
         [

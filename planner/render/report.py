@@ -418,3 +418,63 @@ def _int(v: Any) -> str:
 
 def write_comparison_report(c, path: str | Path, command: str) -> Path:
     return write_text_atomic(Path(path), comparison_report_html(c, command))
+
+
+# ---------------------------------------------------------------------------------------------- deep pipeline
+
+
+def deep_pipeline_report_html(result, command: str) -> str:
+    """The deep-pipeline study (planner.studies.deep_pipeline.DeepPipeline): per model, J/token against
+    users for each S with S micro-batches in flight (solid) and one (dashed), and the max-users table."""
+    import plotly.graph_objects as go
+
+    points, summary = result.points, result.summary
+    sections = []
+    for model, rows in summary.groupby("model", sort=False):
+        fig = go.Figure()
+        frame = points[
+            (points["model"] == model) & points["joules_per_token"].notna() & (points["users"] > 0)
+        ]
+        for i, (stages, by_s) in enumerate(frame.groupby("fixed_stages")):
+            color = TIER_COLORS[i % len(TIER_COLORS)]
+            for one, dash, label in ((0, "solid", "S micro-batches"), (1, "dash", "1 micro-batch")):
+                part = by_s[by_s["in_flight"] == one].sort_values("users")
+                fig.add_scatter(
+                    x=part["users"],
+                    y=part["joules_per_token"],
+                    mode="lines+markers",
+                    name=f"S={stages}, {label}",
+                    line=dict(color=color, dash=dash),
+                    hovertext=[
+                        f"S={stages}, {label}: {int(u):,} users, {j:.4g} J/token"
+                        for u, j in zip(part["users"], part["joules_per_token"])
+                    ],
+                    hoverinfo="text",
+                )
+        fig.update_layout(
+            xaxis_type="log", yaxis_type="log", xaxis_title="concurrent users", yaxis_title="J per token"
+        )
+        table = _facts_table(
+            [
+                (
+                    _int(r.stages),
+                    _int(r.deep_max_users),
+                    _int(r.one_mb_max_users),
+                    "-" if _missing(r.users_ratio) else f"{r.users_ratio:.3g}x",
+                )
+                for r in rows.itertuples()
+            ],
+            ("S", "max users, S micro-batches", "max users, 1 micro-batch", "ratio"),
+        )
+        sections.append((f"{model}: S micro-batches against one", table + _chart(fig, f"deep-{model}")))
+    intro = _note(f"Regenerate: <code>{html.escape(command)}</code>")
+    return _page(
+        "Deep pipeline against one micro-batch in flight",
+        intro,
+        sections,
+        {"report": "deep-pipeline", "models": summary["model"].nunique()},
+    )
+
+
+def write_deep_pipeline_report(result, path: str | Path, command: str) -> Path:
+    return write_text_atomic(Path(path), deep_pipeline_report_html(result, command))
