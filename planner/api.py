@@ -105,7 +105,7 @@ def calibrate(
         _calibrate.write_hardware(result, out)
     if report is not None:
         paths = measurements if isinstance(measurements, (str, Path)) else ",".join(map(str, measurements))
-        command = f"python -m planner.cli calibrate --microbench {microbench} --measurements {paths} --hardware {hardware}"
+        command = f"planner calibrate --microbench {microbench} --measurements {paths} --hardware {hardware}"
         command += (f" --out {out}" if out else "") + (f" --holdout {holdout}" if holdout else "")
         command += f" --report {report}"
         report = Path(report)
@@ -152,3 +152,119 @@ def sweep(
     from planner.runs.sweep import sweep as _sweep
 
     return _sweep(spec, cache=cache, workers=workers, scheduler=scheduler, progress=progress)
+
+
+# ---------------------------------------------------------------------------------------------- catalog
+
+
+def list_models() -> list[dict]:
+    """The shipped models (graphs/): architecture, parameters, KV bytes per token (bf16), layers and
+    sliding-window layers, and where each config comes from (graphs/SOURCES.md)."""
+    from planner.model.config import model_sources, shipped_models
+
+    sources = model_sources()
+    rows = []
+    for name in shipped_models():
+        m = load_model(name)
+        c = m.config
+        rows.append(
+            {
+                "name": name,
+                "model_type": c.model_type,
+                "total_params": m.total_params,
+                "active_params": m.active_params,
+                "kv_bytes_per_token": m.kv_bytes_per_token,
+                "layers": c.num_hidden_layers,
+                "sliding_window_layers": sum(c.window(i) is not None for i in range(c.num_hidden_layers)),
+                "experts": c.experts,
+                "source": sources.get(name, ""),
+            }
+        )
+    return rows
+
+
+def list_hardware() -> list[dict]:
+    """The shipped hardware (instances/hardware/): peak FLOP/s, memory per chip (each tier), TDP, group
+    size, and the source of each figure (the YAML's `sources`)."""
+    from planner.hardware.catalog import hardware_names, load_hardware_spec
+
+    rows = []
+    for name in hardware_names():
+        spec = load_hardware_spec(name)
+        hw = load_hardware(name)
+        rows.append(
+            {
+                "name": name,
+                "chip": spec.chip.name,
+                "peak_flops_per_s": dict(spec.chip.peak_flops),
+                "memory_bytes_per_chip": {t.name: t.capacity_bytes for t in hw.tiers},
+                "bandwidth_bytes_per_s_per_chip": {t.name: t.bw_bytes_per_s for t in hw.tiers},
+                "tdp_w": spec.chip.tdp,
+                "static_power_w": spec.chip.static_power,
+                "chips_per_group": spec.chips_per_group,
+                "kv_memory_replaceable": spec.kv_memory_tier is not None,
+                "sources": {
+                    k: v for k, v in spec.sources.items() if k in ("chip.peak_flops", "chip.tdp", "memory")
+                },
+            }
+        )
+    return rows
+
+
+def list_memory() -> list[dict]:
+    """The memory technologies (instances/memory/): capacity, bandwidth and energy per device and per
+    reticle die (planner.studies.kv_demand.memory_ratios), devices per die, and each figure's source."""
+    from planner.hardware.catalog import load_memory_tech, memory_tech_names
+    from planner.studies.kv_demand import memory_ratios
+
+    figures = memory_ratios().set_index("memory")
+    rows = []
+    for name in memory_tech_names():
+        t = load_memory_tech(name)
+        rows.append(
+            {
+                "name": name,
+                **figures.loc[name].to_dict(),
+                "devices_per_reticle_die": t.devices_per_reticle_die,
+                "sources": dict(t.sources),
+            }
+        )
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- flat plans
+
+
+def plan_tables(plan: str | Path | Plan) -> dict[str, pd.DataFrame]:
+    """A plan as flat tables (no json_normalize needed): `summary` (one row: the keys of `planner solve
+    --json`, nested ones as "joules_per_token_by.weights"), `stages` (one row per S tried: status,
+    J/token, bound), `groups` (one row per chip group) and `nodes` (one row per node with its group and
+    tier fractions). Every figure is recomputed from the plan's instance and placement."""
+    from planner.plans.plan import group_frame, node_frame, summary
+
+    p = plan if isinstance(plan, Plan) else load_plan(plan)
+    problem = resolve(p.instance)
+    cost = evaluate_plan(problem, p).cost
+    if cost is None:
+        raise PlannerInputError("plan", ["the plan's placement does not match its instance"])
+    facts = {k: v for k, v in summary(p, cost).items() if k != "per_stage_count"}  # that is `stages`
+    flat = pd.json_normalize(facts, sep=".")
+    stages = pd.DataFrame(
+        [{"stages": int(s), **r.model_dump()} for s, r in sorted(p.solver.per_stage.items())],
+        columns=["stages", "status", "joules_per_token", "best_bound", "solve_s", "message"],
+    )
+    return {
+        "summary": flat,
+        "stages": stages,
+        "groups": group_frame(cost, problem),
+        "nodes": node_frame(p, problem),
+    }
+
+
+def write_plan_tables(plan: str | Path | Plan, directory: str | Path) -> list[Path]:
+    """plan_tables as summary.csv, stages.csv, groups.csv and nodes.csv in `directory`."""
+    directory = Path(directory)
+    return [
+        write_text_atomic(directory / f"{name}.csv", frame.to_csv(index=False))
+        for name, frame in plan_tables(plan).items()
+    ]

@@ -1,14 +1,15 @@
-"""Calibration against the measured H100 decode steps (shared/measurements/h100-sxm): fit, check, CLI."""
+"""Calibration against the measured H100 decode steps (data/measurements/h100-sxm, shipped in the
+repository; see its PROVENANCE.md): fit, check, CLI."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from planner.cli import app
+from planner.core.fileio import project_root
 from planner.hardware.catalog import load_hardware
 from planner.studies.calibration import (
     FittedParams,
@@ -20,14 +21,12 @@ from planner.studies.calibration import (
     read_measurements,
 )
 
-MEASURED = Path(__file__).resolve().parents[2] / "shared" / "measurements" / "h100-sxm"
+MEASURED = project_root() / "data" / "measurements" / "h100-sxm"
 CSV = MEASURED / "decode_dense_4096x32.csv"
 MICROBENCH = MEASURED / "device_microbench.json"
-needs_data = pytest.mark.skipif(not CSV.is_file(), reason="shared/measurements/h100-sxm not present")
 runner = CliRunner()
 
 
-@needs_data
 def test_fit_on_half_predicts_the_other_half():
     """Fit on 7 rows, predict the 7 it did not see: the B=8 series and the context=2048 series.
 
@@ -53,7 +52,6 @@ def test_fit_on_half_predicts_the_other_half():
     assert 0 < params.weight_bandwidth <= 1 and 0 < params.compute <= 1
 
 
-@needs_data
 def test_check_measurements_json_median_matches_rows():
     result = runner.invoke(app, ["check-measurements", str(CSV), "--hardware", "h100-sxm", "--json"])
     assert result.exit_code == 0, result.output
@@ -79,7 +77,6 @@ def test_check_measurements_json_median_matches_rows():
     assert [r["measured_ms"] for r in rows[:8]] == pytest.approx(measured_ms)
 
 
-@needs_data
 def test_check_measurements_table_ends_with_medians():
     result = runner.invoke(app, ["check-measurements", str(CSV), "--hardware", "h100-sxm"])
     assert result.exit_code == 0, result.output
@@ -87,7 +84,6 @@ def test_check_measurements_table_ends_with_medians():
     assert last.startswith("median |error|: time ") and ", energy " in last and last.endswith("%")
 
 
-@needs_data
 def test_hand_computed_row():
     """Row 1 (users 1, context 512) of the 4096x32 shape with chosen coefficients, by hand.
 
@@ -169,7 +165,6 @@ def test_bad_csv_exits_2_naming_the_column(tmp_path, content, expected):
     assert "Traceback" not in result.output
 
 
-@needs_data
 def test_calibrate_writes_loadable_hardware(tmp_path):
     """The calibrate command on 6 rows (fast): the YAML loads, keeps its sources, records the fit."""
     lines = CSV.read_text(encoding="utf-8").splitlines()
@@ -191,6 +186,20 @@ def test_calibrate_writes_loadable_hardware(tmp_path):
     assert spec.chip.peak_flops == base.chip.peak_flops and spec.memory == base.memory
     assert load_hardware(out).achievable.attention_bytes_per_s_per_work_item > 0
     text = report.read_text(encoding="utf-8")
-    assert "planner.cli calibrate --microbench" in text and "| this planner, leave-one-out" in text
+    assert "planner calibrate --microbench" in text and "| this planner, leave-one-out" in text
     assert "| `chip.kv_data_path_energy` |" in text
     assert report.with_suffix(".csv").read_text(encoding="utf-8").count("\n") == 7
+
+
+def test_shipped_measurements_match_their_provenance():
+    """data/measurements/h100-sxm/PROVENANCE.md lists the sha256 of each file as copied from the team's
+    measurements; the files must be those bytes (a changed row would silently change the calibration)."""
+    import hashlib
+    import re
+
+    table = dict(
+        re.findall(r"^\| (\S+) \| ([0-9a-f]{64}) \|$", (MEASURED / "PROVENANCE.md").read_text(), re.M)
+    )
+    assert set(table) == {"README.md", "decode_dense_4096x32.csv", "device_microbench.json"}
+    for name, digest in table.items():
+        assert hashlib.sha256((MEASURED / name).read_bytes()).hexdigest() == digest, name

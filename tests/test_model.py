@@ -17,6 +17,12 @@ from planner.model.config import GRAPHS_DIR, HFConfig
 from planner.model.graph import load_model
 
 SHIPPED = [
+    "gemma-2-9b",
+    "gemma-3-1b",
+    "qwen2.5-7b",
+    "mistral-7b-v0.3",
+    "phi-3-mini-4k",
+    "phi-3-medium-4k",
     "llama-3.1-8b",
     "llama-3.1-70b",
     "llama-3.1-405b",
@@ -54,6 +60,20 @@ def _write(tmp_path: Path, data: dict, name: str = "config.json") -> Path:
         # Qwen3 technical report (arXiv 2505.09388) Table 2: 235 B total, 22 B active; "22 B" is rounded
         # to two digits (the "A22B" of the name), so checked within 2 %
         ("qwen3-235b-a22b", 235e9, 22e9, 0.02),
+        # Gemma 2 technical report (arXiv 2408.00118) Table 2, 9B: 917,504,000 embedding + 8,324,201,984
+        # non-embedding parameters
+        ("gemma-2-9b", 917_504_000 + 8_324_201_984, 917_504_000 + 8_324_201_984, 0.005),
+        # Gemma 3 technical report (arXiv 2503.19786) Table 1, 1B: 302 M embedding + 698 M non-embedding
+        ("gemma-3-1b", 302e6 + 698e6, 302e6 + 698e6, 0.005),
+        # Qwen/Qwen2.5-7B model card: "Number of Parameters: 7.61B"
+        ("qwen2.5-7b", 7.61e9, 7.61e9, 0.005),
+        # mistralai/Mistral-7B-v0.3 model page (safetensors metadata): 7.25 B parameters
+        ("mistral-7b-v0.3", 7.25e9, 7.25e9, 0.005),
+        # microsoft/Phi-3-mini-4k-instruct model page (safetensors metadata): 3.82 B parameters
+        # (the Phi-3 report, arXiv 2404.14219, rounds it to 3.8 B)
+        ("phi-3-mini-4k", 3.82e9, 3.82e9, 0.005),
+        # Phi-3 technical report (arXiv 2404.14219) section 2: phi-3-medium, 14 B parameters
+        ("phi-3-medium-4k", 14e9, 14e9, 0.005),
     ],
 )
 def test_parameter_counts_match_published(name: str, total: float, active: float, active_rel: float):
@@ -105,11 +125,13 @@ def _small_llama(**extra) -> dict:
 
 
 def test_sliding_window_layer_types(tmp_path: Path):
-    """layer_types [sliding, full, sliding, full] with a 1,024-token window at context 4,096:
-    2 full layers * 4,096 tokens * 4,096 B + 2 sliding layers * 1,024 tokens * 4,096 B = 41,943,040 B;
-    at context 512 (< window) every layer holds 512 tokens: 4 * 512 * 4,096 = 8,388,608 B."""
+    """layer_types [sliding, full, sliding, full] with a 1,024-token window at context 4,096 (Qwen2 reads
+    layer_types when use_sliding_window is on): 2 full layers * 4,096 tokens * 4,096 B + 2 sliding layers
+    * 1,024 tokens * 4,096 B = 41,943,040 B; at context 512 (< window) every layer holds 512 tokens:
+    4 * 512 * 4,096 = 8,388,608 B."""
     types = ["sliding_attention", "full_attention", "sliding_attention", "full_attention"]
-    model = load_model(_write(tmp_path, _small_llama(layer_types=types, sliding_window=1024)))
+    config = _small_llama(model_type="qwen2", layer_types=types, sliding_window=1024, use_sliding_window=True)
+    model = load_model(_write(tmp_path, config))
     assert model.kv_bytes_per_token == 4 * 4096  # per context token, windows not applied
     assert model.kv_bytes_per_user(4096) == 2 * 4096 * 4096 + 2 * 1024 * 4096 == 41_943_040
     assert model.kv_bytes_per_user(512) == 4 * 512 * 4096
@@ -118,21 +140,65 @@ def test_sliding_window_layer_types(tmp_path: Path):
 
 
 def test_sliding_window_every_layer_and_max_window_layers(tmp_path: Path):
-    """Mistral-style `sliding_window` alone windows every layer: 4 * 1,024 * 4,096 B at context 4,096.
-    Qwen-style use_sliding_window with max_window_layers=2 windows layers 2 and 3 only:
-    2 * 4,096 * 4,096 + 2 * 1,024 * 4,096 B."""
-    everywhere = load_model(_write(tmp_path, _small_llama(sliding_window=1024), "a.json"))
-    assert everywhere.kv_bytes_per_user(4096) == 4 * 1024 * 4096
-    upper = load_model(
-        _write(
-            tmp_path,
-            _small_llama(sliding_window=1024, use_sliding_window=True, max_window_layers=2),
-            "b.json",
-        )
-    )
-    assert upper.kv_bytes_per_user(4096) == 2 * 4096 * 4096 + 2 * 1024 * 4096
-    off = load_model(_write(tmp_path, _small_llama(sliding_window=1024, use_sliding_window=False), "c.json"))
-    assert off.kv_bytes_per_user(4096) == 4 * 4096 * 4096
+    """Mistral's `sliding_window` windows every layer: 4 * 1,024 * 4,096 B at context 4,096, and a Mistral
+    config without the field takes transformers' default of 4,096 tokens. Qwen2 with use_sliding_window
+    and max_window_layers=2 windows layers 2 and 3 only: 2 * 4,096 * 4,096 + 2 * 1,024 * 4,096 B; without
+    use_sliding_window (its default False) no layer is windowed, and Llama has no window at all."""
+
+    def kv(name: str, **config) -> float:
+        return load_model(_write(tmp_path, _small_llama(**config), name)).kv_bytes_per_user(4096)
+
+    assert kv("a.json", model_type="mistral", sliding_window=1024) == 4 * 1024 * 4096
+    assert kv("b.json", model_type="mistral") == 4 * 4096 * 4096  # default window 4,096 = the context
+    assert kv("b2.json", model_type="mistral", sliding_window=None) == 4 * 4096 * 4096
+    upper = dict(model_type="qwen2", sliding_window=1024, use_sliding_window=True, max_window_layers=2)
+    assert kv("c.json", **upper) == 2 * 4096 * 4096 + 2 * 1024 * 4096
+    assert kv("d.json", model_type="qwen2", sliding_window=1024) == 4 * 4096 * 4096
+    assert kv("e.json") == 4 * 4096 * 4096
+
+
+def test_gemma2_alternates_sliding_and_global_layers_at_32k():
+    """Gemma-2-9B (graphs/gemma-2-9b.json, no layer_types): transformers' Gemma2Config makes layer i
+    sliding when (i + 1) % 2, so the 21 even layers hold min(32,768, 4,096) tokens and the 21 odd layers
+    all 32,768. KV per layer per token: 2 (K, V) * 8 KV heads * 256 head_dim * 2 B = 8,192 B.
+    Per user at 32K: 21 * 32,768 * 8,192 + 21 * 4,096 * 8,192 = 6,341,787,648 B (every layer windowed,
+    as before: 42 * 4,096 * 8,192 = 1,409,286,144 B, under-counted 4.5x)."""
+    model = load_model("gemma-2-9b")
+    assert model.kv_bytes_per_token == 42 * 8192
+    assert model.kv_bytes_per_user(32 * 1024) == 21 * 32768 * 8192 + 21 * 4096 * 8192 == 6_341_787_648
+    windows = [model.graph.nodes[f"L{i}.attn"]["kv_window_tokens"] for i in range(4)]
+    assert windows == [4096, 0, 4096, 0]
+
+
+def test_gemma3_sliding_window_pattern():
+    """Gemma-3-1B (sliding_window 512, sliding_window_pattern 6): every 6th layer is global
+    (i = 5, 11, 17, 23: transformers' (i + 1) % 6 == 0), the other 22 slide. KV per layer per token:
+    2 * 1 KV head * 256 * 2 B = 1,024 B. Per user at 32K: 4 * 32,768 * 1,024 + 22 * 512 * 1,024 B."""
+    model = load_model("gemma-3-1b")
+    globals_ = [i for i in range(26) if model.graph.nodes[f"L{i}.attn"]["kv_window_tokens"] == 0]
+    assert globals_ == [5, 11, 17, 23]
+    assert model.kv_bytes_per_user(32768) == 4 * 32768 * 1024 + 22 * 512 * 1024 == 145_752_064
+
+
+def test_tied_embeddings_follow_the_architecture_default(tmp_path: Path):
+    """A Gemma 2 config without tie_word_embeddings is tied (transformers' Gemma2Config default True):
+    the lm_head holds no parameters of its own, so the count is 9,241,705,984 (Gemma 2 report, Table 2);
+    untied it would be 917,504,000 more (256,000 x 3,584), the 10.16 B a default of False gave."""
+    data = _config("gemma-2-9b")
+    assert "tie_word_embeddings" not in data
+    assert load_model("gemma-2-9b").total_params == 9_241_705_984
+    untied = load_model(_write(tmp_path, {**data, "tie_word_embeddings": False}))
+    assert untied.total_params == 9_241_705_984 + 256_000 * 3_584 == 10_159_209_984
+
+
+def test_qwen2_bias_on_qkv_and_gemma_norms():
+    """Qwen2.5-7B, layer 0 attention by hand (transformers' Qwen2Attention: q, k, v with bias, o without):
+    q 3,584 x 3,584 + 3,584, k and v 2 x (3,584 x 512 + 512), o 3,584 x 3,584, input norm 3,584
+    = 29,368,320. Gemma-2-9B layer 0 FFN: 3 x 3,584 x 14,336 + two norms (pre_ and post_feedforward)."""
+    attn = load_model("qwen2.5-7b").graph.nodes["L0.attn"]
+    assert attn["params"] == 3584 * 3584 + 3584 + 2 * (3584 * 512 + 512) + 3584 * 3584 + 3584 == 29_368_320
+    ffn = load_model("gemma-2-9b").graph.nodes["L0.ffn"]
+    assert ffn["params"] == 3 * 3584 * 14336 + 2 * 3584
 
 
 # ------------------------------------------------------------------------------------ MoE layer selection
@@ -262,8 +328,15 @@ def test_deepseek_mla_attention_by_hand():
         ({"intermediate_size": None}, "intermediate_size"),
         ({"vocab_size": "many"}, "vocab_size"),
         ({"layer_types": ["full_attention"]}, "layer_types"),
-        ({"layer_types": ["sliding_attention"] * 32}, "sliding_window"),
-        ({"num_local_experts": 8}, "num_experts_per_tok"),
+        ({"model_type": "qwen2", "layer_types": ["full_attention"]}, "layer_types has 1 entries"),
+        ({"model_type": "gemma2", "sliding_window": -1}, "sliding_window"),
+        ({"num_local_experts": 8}, "num_local_experts"),
+        ({"n_group": 8}, "n_group"),
+        ({"model_type": "mistral", "layer_types": ["full_attention"] * 32}, "layer_types"),
+        ({"model_type": "qwen3_moe", "use_sliding_window": True}, "use_sliding_window"),
+        ({"model_type": "deepseek_v3", "attention_bias": True}, "attention_bias"),
+        ({"model_type": "falcon"}, "model_type: 'falcon' is not a supported architecture"),
+        ({"model_type": None}, "model_type: required field is missing"),
     ],
 )
 def test_bad_config_names_file_and_field(tmp_path: Path, change: dict, field: str):

@@ -1,10 +1,11 @@
 """Command line: a thin typer layer over the Python API (planner.api). Tracebacks only with --debug.
 
 `planner` runs `main`. Each module registers its commands on `app` when imported, in this order (the
-order of `planner --help`): models, placement (sol, solve, evaluate, plot), calibration, studies.
+order of `planner --help`): calibration, listing (list), models, placement (sol, solve, evaluate, plot), report,
+studies.
 """
 
-from planner.cli import calibration, models, placement, studies  # noqa: E402, F401, I001  (register commands)
+from planner.cli import calibration, listing, models, placement, report, studies  # noqa: E402, F401, I001  (register commands)
 from planner.cli.base import app
 
 __all__ = ["app", "main"]

@@ -8,23 +8,57 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
-from typing import Annotated
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperCommand, TyperGroup
 
 from planner.core.errors import InfeasibleError, PlannerInputError, SolverFailure
 
-app = typer.Typer(
+
+class _NoBoolMetavar:
+    """--help is a flag: show no metavar for it (typer prints `<bool>`)."""
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class PlannerCommand(_NoBoolMetavar, TyperCommand):
+    pass
+
+
+class PlannerGroup(_NoBoolMetavar, TyperGroup):
+    pass
+
+
+class PlannerTyper(typer.Typer):
+    """typer.Typer whose commands and groups show flags without a metavar."""
+
+    def __init__(self, **kwargs):
+        super().__init__(cls=PlannerGroup, **kwargs)
+
+    def command(self, *args, **kwargs):
+        kwargs.setdefault("cls", PlannerCommand)
+        return super().command(*args, **kwargs)
+
+
+app = PlannerTyper(
     pretty_exceptions_enable=False,
     no_args_is_help=True,
     add_completion=False,
     help="Optimization-based hardware planner for LLM inference.",
 )
-model_app = typer.Typer(no_args_is_help=True, help="Model descriptions and graphs.")
+model_app = PlannerTyper(no_args_is_help=True, help="Model descriptions and graphs.")
 app.add_typer(model_app, name="model")
 
 # wide enough for the tables when output goes to a file or a pipe (rich falls back to 80 columns there)
@@ -34,7 +68,9 @@ STATE = {"debug": False}
 
 
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", metavar="", help="show tracebacks on errors")] = False,
+) -> None:
     STATE["debug"] = debug
 
 
@@ -131,19 +167,100 @@ def print_json(data) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=float) + "\n")
 
 
-def print_table(title: str, columns: list[tuple[str, str]], rows: list[dict]) -> None:
-    """Rich table; columns are (key, header with unit); floats shown with 4 significant digits."""
-    table = Table(title=title, show_lines=False)
-    for _, header in columns:
-        table.add_column(header, justify="right")
-    for row in rows:
-        table.add_row(*[_fmt(row.get(k)) for k, _ in columns])
-    console.print(table)
+@dataclass(frozen=True)
+class Column:
+    """A table column: the row key, its header (unit included, "\n" for a second line), whether only
+    --wide shows it, and what a zero shows as when zero means "not applicable" (explained in a footnote)."""
+
+    key: str
+    header: str
+    wide: bool = False
+    zero: str | None = None
+    digits: int = 2  # significant digits of the column's smallest nonzero value
+    decimals: int | None = None  # a fixed number of decimals instead
 
 
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:,.4g}" if abs(v) < 1e6 else f"{v:,.0f}"
-    if isinstance(v, int) and not isinstance(v, bool):
-        return f"{v:,}"
-    return "" if v is None else str(v)
+ColumnSpec = Column | tuple[str, str]
+
+
+def print_table(
+    title: str,
+    columns: Sequence[ColumnSpec],
+    rows: list[dict],
+    wide: bool = True,
+    footnotes: Sequence[str] = (),
+    out: Console | None = None,
+) -> None:
+    """A rich table with one number format per column (column_formatter), numbers right-aligned and never
+    cut ("..."): numeric columns keep their width, text columns wrap. Columns marked wide are left out
+    unless `wide`, and so are columns with no value in any row; footnotes follow the table. `columns` are Column or (key, header) pairs."""
+    out = out or console
+    shown = [c if isinstance(c, Column) else Column(*c) for c in columns]
+    # a column with no value in any row (a figure older plans lack) says nothing: leave it out
+    shown = [c for c in shown if (wide or not c.wide) and any(_known(row.get(c.key)) for row in rows)]
+    table = Table(title=title, show_lines=False, title_justify="left")
+    cells = []
+    for c in shown:
+        values = [row.get(c.key) for row in rows]
+        cells.append(column_formatter(values, c.zero, c.digits, c.decimals)(values))
+    for c, texts in zip(shown, cells):
+        numeric = any(_is_number(row.get(c.key)) for row in rows)
+        longest = max([len(t) for t in texts] + [1])
+        table.add_column(
+            c.header,
+            justify="right" if numeric else "left",
+            no_wrap=numeric,
+            min_width=longest if numeric else min(longest, 10),
+            overflow="fold",
+        )
+    for i in range(len(rows)):
+        table.add_row(*[texts[i] for texts in cells])
+    out.print(table, crop=False)
+    for note in footnotes:
+        out.print(note, style="dim", highlight=False, soft_wrap=True)
+
+
+def _known(v: Any) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def column_formatter(
+    values: Sequence[Any], zero: str | None = None, digits: int = 2, decimals: int | None = None
+) -> Callable[[Sequence[Any]], list[str]]:
+    """One format for a whole column, chosen from its values: whole numbers with thousands separators;
+    `decimals` fixed by the caller (percent errors, say);
+    other numbers with the decimals that give the largest value 3 significant digits and the smallest
+    nonzero one `digits` (at most 4 decimals and 7 significant digits; a nonzero value below that shows as "<0.0001"), scientific for the whole
+    column only when every value is below 0.001; text as it is; missing values (None, NaN) as "-"."""
+    numbers = [float(v) for v in values if _is_number(v)]
+    if all(x.is_integer() for x in numbers):  # counts, also as floats (a column with gaps is float)
+        return lambda vs: [_cell(v, "{:,.0f}", zero) for v in vs]
+    if decimals is not None:
+        return lambda vs: [_cell(v, f"{{:,.{decimals}f}}", zero, decimals) for v in vs]
+    nonzero = [abs(x) for x in numbers if x != 0]
+    if not nonzero:
+        return lambda vs: [_cell(v, "{:,.0f}", zero) for v in vs]
+    top, low = max(nonzero), min(nonzero)
+    if top < 1e-3:
+        return lambda vs: [_cell(v, "{:.2e}", zero) for v in vs]
+    decimals = max(0, 2 - math.floor(math.log10(top)), digits - 1 - math.floor(math.log10(low)))
+    decimals = min(decimals, 4, max(0, 6 - math.floor(math.log10(top))))  # at most 7 significant digits
+    return lambda vs: [_cell(v, f"{{:,.{decimals}f}}", zero, decimals) for v in vs]
+
+
+def _cell(v: Any, fmt: str, zero: str | None, decimals: int | None = None) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if not _is_number(v):
+        return str(v)
+    if v == 0:
+        return zero if zero is not None else "0"
+    if decimals is not None and abs(v) < 0.5 * 10**-decimals:
+        return ("-" if v < 0 else "") + f"<{10**-decimals:.{decimals}f}"
+    return fmt.format(v)

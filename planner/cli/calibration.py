@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-from planner.cli.base import app, console, handle_errors, print_json, print_table
+from planner.cli import options as o
+from planner.cli.base import Column, app, console, handle_errors, print_json, print_table
+from planner.cli.progress import ProgressReport
 
 # ---------------------------------------------------------------------------------------------- calibration
 
@@ -15,9 +17,11 @@ from planner.cli.base import app, console, handle_errors, print_json, print_tabl
 @app.command("check-measurements")
 @handle_errors
 def check_measurements_command(
-    measurements: Annotated[str, typer.Argument(help="measurement CSV (or CSVs separated by commas)")],
-    hardware: Annotated[str, typer.Option("--hardware", help="instances/hardware/ name or path")],
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    measurements: Annotated[
+        str, typer.Argument(metavar="CSV[,CSV]", help="measurement CSV (or CSVs separated by commas)")
+    ],
+    hardware: o.Hardware,
+    json_out: o.JsonFlag = False,
 ) -> None:
     """Predict each measured decode step (step ms, J/token) from its shape and compare with the measurement."""
     from planner.api import check_measurements
@@ -29,21 +33,17 @@ def check_measurements_command(
     print_table(
         f"measured vs predicted on {report.hardware} (one chip, layers only)",
         [
-            ("users", "users"),
-            ("context", "context"),
-            ("measured_ms", "measured ms"),
-            ("predicted_ms", "predicted ms"),
-            ("err_time_pct", "error %"),
-            ("measured_j_per_token", "measured J/token"),
-            ("predicted_j_per_token", "predicted J/token"),
-            ("err_energy_pct", "error %"),
+            Column("users", "users"),
+            Column("context", "context"),
+            Column("measured_ms", "measured\nms", digits=3),
+            Column("predicted_ms", "predicted\nms", digits=3),
+            Column("err_time_pct", "time\nerror %", decimals=1),
+            Column("measured_j_per_token", "measured\nJ/token", digits=3),
+            Column("predicted_j_per_token", "predicted\nJ/token", digits=3),
+            Column("err_energy_pct", "energy\nerror %", decimals=1),
         ],
         [
-            {
-                **r.to_dict(),
-                "err_time_pct": round(100 * r.err_time, 1),
-                "err_energy_pct": round(100 * r.err_energy, 1),
-            }
+            {**r.to_dict(), "err_time_pct": 100 * r.err_time, "err_energy_pct": 100 * r.err_energy}
             for r in report.rows
         ],
     )
@@ -57,24 +57,31 @@ def check_measurements_command(
 @app.command("calibrate")
 @handle_errors
 def calibrate_command(
-    microbench: Annotated[Path, typer.Option("--microbench", help="device_microbench.json (priors)")],
-    measurements: Annotated[
-        str, typer.Option("--measurements", help="decode-step CSV(s), separated by commas")
+    microbench: Annotated[
+        Path, o.option("--microbench", metavar="FILE.json", help="device_microbench.json (priors)")
     ],
-    out: Annotated[Path, typer.Option("--out", help="calibrated hardware YAML to write")],
+    measurements: Annotated[
+        str, o.option("--measurements", metavar="CSV[,CSV]", help="decode-step CSV(s), separated by commas")
+    ],
+    out: Annotated[Path, o.option("--out", metavar="FILE.yaml", help="calibrated hardware YAML to write")],
     hardware: Annotated[
-        str, typer.Option("--hardware", help="base hardware (instances/hardware/ name or path)")
+        str,
+        o.option("--hardware", metavar="HARDWARE", help="base hardware (instances/hardware/ name or path)"),
     ] = "h100-sxm",
     holdout: Annotated[
         str,
-        typer.Option(
-            "--holdout", help="rows kept out of a fixed-split check: row numbers and/or users=N, context=N"
+        o.option(
+            "--holdout",
+            metavar="ROWS",
+            help="rows kept out of a fixed-split check: row numbers and/or users=N, context=N",
         ),
     ] = "",
     report: Annotated[
-        Path | None, typer.Option("--report", help="FILE.md: write the report there and FILE.csv beside it")
+        Path | None,
+        o.option("--report", metavar="FILE.md", help="write the report there and FILE.csv beside it"),
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    json_out: o.JsonFlag = False,
+    quiet: o.Quiet = False,
 ) -> None:
     """Fit achievable fractions, fixed costs and energy coefficients to measured decode steps.
 
@@ -82,10 +89,8 @@ def calibrate_command(
     from planner.api import calibrate
     from planner.studies.calibration import PARAM_ROWS
 
-    with console.status("fitting") as status:
-        cal = calibrate(
-            microbench, measurements, hardware, out, holdout, report, progress=lambda m: status.update(m)
-        )
+    with ProgressReport("calibrate", quiet=quiet) as progress:
+        cal = calibrate(microbench, measurements, hardware, out, holdout, report, progress=progress.note)
     checks = {"in_sample": cal.in_sample, "leave_one_out": cal.leave_one_out}
     if cal.split is not None:
         checks["holdout"] = cal.split
@@ -96,7 +101,11 @@ def calibrate_command(
         f"calibrated {cal.hardware.name}",
         [("field", "field"), ("value", "value"), ("unit", "unit")],
         [
-            {"field": name, "value": getattr(cal.params, attr) * scale, "unit": unit}
+            {
+                "field": name,
+                "value": f"{getattr(cal.params, attr) * scale:.4g}",
+                "unit": unit,
+            }  # a unit per row
             for name, attr, scale, unit in PARAM_ROWS
         ],
     )
@@ -105,10 +114,10 @@ def calibrate_command(
         [
             ("check", "check"),
             ("rows", "rows"),
-            *[(k, k.replace("_", " ") + " %") for k in cal.in_sample.summary()],
+            *[Column(k, k.replace("_", " ") + " %", decimals=1) for k in cal.in_sample.summary()],
         ],
         [
-            {"check": k, "rows": len(v.rows), **{m: round(100 * e, 1) for m, e in v.summary().items()}}
+            {"check": k, "rows": len(v.rows), **{m: 100 * e for m, e in v.summary().items()}}
             for k, v in checks.items()
         ],
     )

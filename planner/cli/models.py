@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from planner.cli import options as o
 from planner.cli.base import (
     console,
     handle_errors,
@@ -22,10 +23,12 @@ from planner.cli.base import (
 @model_app.command("info")
 @handle_errors
 def model_info(
-    model: Annotated[str, typer.Argument(help="graphs/ name (llama-3.1-70b) or path to an HF config.json")],
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    weight_dtype: Annotated[str, typer.Option(help="bf16, fp8 or fp4")] = "bf16",
-    kv_dtype: Annotated[str, typer.Option(help="bf16, fp8 or fp4")] = "bf16",
+    model: Annotated[
+        str, typer.Argument(metavar="MODEL", help="graphs/ name (llama-3.1-70b) or path to an HF config.json")
+    ],
+    json_out: o.JsonFlag = False,
+    weight_dtype: o.WeightDtype = "bf16",
+    kv_dtype: o.KvDtype = "bf16",
 ) -> None:
     """Parameters, bytes, KV per token, layers, nodes and experts of a model."""
     from planner.model.graph import load_model
@@ -56,10 +59,12 @@ def model_info(
 @model_app.command("graph")
 @handle_errors
 def model_graph(
-    model: Annotated[str, typer.Argument(help="graphs/ name or path to an HF config.json")],
-    out: Annotated[Path, typer.Option("--out", help="FILE.graphml or FILE.json (node-link)")],
-    weight_dtype: Annotated[str, typer.Option(help="bf16, fp8 or fp4")] = "bf16",
-    kv_dtype: Annotated[str, typer.Option(help="bf16, fp8 or fp4")] = "bf16",
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="graphs/ name or path to an HF config.json")],
+    out: Annotated[
+        Path, o.option("--out", metavar="FILE.graphml", help="FILE.graphml or FILE.json (node-link)")
+    ],
+    weight_dtype: o.WeightDtype = "bf16",
+    kv_dtype: o.KvDtype = "bf16",
 ) -> None:
     """Write the model's decode graph as GraphML or node-link JSON (chosen by the file suffix)."""
     from planner.api import write_graph

@@ -8,7 +8,9 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from planner.cli import options as o
 from planner.cli.base import (
+    Column,
     app,
     console,
     err_console,
@@ -19,40 +21,65 @@ from planner.cli.base import (
     print_json,
     print_table,
 )
+from planner.cli.progress import ProgressReport
 from planner.core.errors import PlannerInputError
 
 # ---------------------------------------------------------------------------------------------- sol
 
 
+SOL_COLUMNS = [
+    Column("users", "users"),
+    Column("stages", "S"),
+    Column("chips", "chips", wide=True),
+    Column("weight_ms", "weights\nms"),
+    Column("kv_ms", "KV\nms"),
+    Column("compute_ms", "compute\nms", zero="-"),
+    Column("link_ms", "links\nms"),
+    Column("overhead_ms", "fixed\nms", wide=True, zero="-"),
+    Column("wait_ms", "wait\nms", wide=True),
+    Column("time_ms", "token\nms"),
+    Column("tokens_per_s_per_user", "tok/s\nper user"),
+    Column("tokens_per_s", "tok/s\nin all"),
+    Column("joules_per_token", "J/token", digits=3),
+    Column("power_w", "power\nW", wide=True),
+    Column("weight_energy_pct", "weights\n% of J", wide=True),
+    Column("kv_energy_pct", "KV\n% of J", wide=True),
+    Column("compute_energy_pct", "compute\n% of J", wide=True),
+    Column("idle_energy_pct", "idle\n% of J", wide=True),
+]
+SOL_FOOTNOTE = (
+    "compute ms: time of the phases whose compute binds (a phase takes the longest of its memory reads and "
+    "its FLOPs); '-' = compute never binds, its FLOPs finish under the memory time. Times are summed over "
+    "the stages of one token."
+)
+
+
 @app.command("sol")
 @handle_errors
 def sol_command(
-    model: Annotated[
-        str,
-        typer.Option("--model", help="graphs/ name or HF config.json path; several: a,b (one panel each)"),
-    ],
-    hardware: Annotated[str, typer.Option("--hardware", help="instances/hardware/ name or path")],
-    users: Annotated[str, typer.Option("--users", help="user counts, e.g. 1,8,64,512")],
-    context: Annotated[
-        int, typer.Option("--context", help="KV tokens held per user", min=1, max=100_000_000)
-    ],
+    model: o.Models,
+    hardware: o.Hardware,
+    users: o.UserCounts,
+    context: o.Context,
     chips: Annotated[
         int | None,
-        typer.Option("--chips", help="chips in all (default: fewest that fit)", min=1, max=1_000_000),
+        o.option(
+            "--chips", metavar="N", min=1, max=1_000_000, help="chips in all (default: fewest that fit)"
+        ),
     ] = None,
-    kv_memory: Annotated[
-        str | None, typer.Option("--kv-memory", help="memory technology of the KV tier")
-    ] = None,
+    kv_memory: o.KvMemory = None,
     achievable: Annotated[
-        bool, typer.Option("--achievable", help="calibrated fractions instead of datasheet peaks")
+        bool, o.flag("--achievable", help="calibrated fractions and overheads instead of datasheet peaks")
     ] = False,
-    weight_dtype: Annotated[str, typer.Option(help="bf16, fp8 or fp4")] = "bf16",
-    kv_dtype: Annotated[str, typer.Option(help="bf16, fp8 or fp4")] = "bf16",
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON rows.")] = False,
+    weight_dtype: o.WeightDtype = "bf16",
+    kv_dtype: o.KvDtype = "bf16",
+    json_out: o.JsonFlag = False,
+    wide: o.Wide = False,
     plot: Annotated[
-        Path | None, typer.Option("--plot", help="FILE.png: stacked bars of time per token")
+        Path | None,
+        o.option("--plot", metavar="FILE.png", help="stacked bars of time and energy per token"),
     ] = None,
-    csv: Annotated[Path | None, typer.Option("--csv", help="FILE.csv: the table")] = None,
+    csv: o.Csv = None,
 ) -> None:
     """Speed of light of one decode token: time and energy by category (weights, KV, compute, links, idle)."""
     from planner.api import sol
@@ -75,6 +102,8 @@ def sol_command(
     import pandas as pd
 
     frame = pd.concat(frames, ignore_index=True)
+    for w in sorted({w for w in frame["warning"] if w}):  # before the tables, where it is seen
+        err_console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
     if csv:
         from planner.core.fileio import write_text_atomic
 
@@ -86,33 +115,18 @@ def sol_command(
     if json_out:
         print_json(frame.to_dict(orient="records"))
     else:
-        for part in frames:
+        for i, part in enumerate(frames):
             first = part.iloc[0]
             print_table(
                 escape(
                     f"{'speed of light' if not achievable else 'achievable'}: {first['model']} on "
                     f"{first['chips']} x {first['hardware']}, context {context:,}"
                 ),
-                [
-                    ("users", "users"),
-                    ("stages", "stages"),
-                    ("weight_ms", "weights ms"),
-                    ("kv_ms", "KV ms"),
-                    ("compute_ms", "compute ms"),
-                    ("link_ms", "links ms"),
-                    ("wait_ms", "wait ms"),
-                    ("time_ms", "token ms"),
-                    ("tokens_per_s_per_user", "tok/s/user"),
-                    ("tokens_per_s", "tok/s"),
-                    ("joules_per_token", "J/token"),
-                    ("weight_energy_pct", "weights %E"),
-                    ("kv_energy_pct", "KV %E"),
-                    ("idle_energy_pct", "idle %E"),
-                ],
+                SOL_COLUMNS,
                 part.to_dict(orient="records"),
+                wide=wide,
+                footnotes=[SOL_FOOTNOTE] if i == len(frames) - 1 else [],
             )
-    for w in sorted({w for w in frame["warning"] if w}):
-        err_console.print(f"[yellow]warning:[/] {escape(w)}")
     if plot:
         console.print(escape(f"wrote {plot}"))
 
@@ -155,62 +169,58 @@ def _instance_from(instance: Path | None, flags: dict):
 @app.command("solve")
 @handle_errors
 def solve_command(
-    instance: Annotated[Path | None, typer.Argument(help="instance YAML (or give the flags below)")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="graphs/ name or HF config.json path")] = None,
-    hardware: Annotated[
-        str | None, typer.Option("--hardware", help="instances/hardware/ name or path")
+    instance: Annotated[
+        Path | None, typer.Argument(metavar="INSTANCE.yaml", help="instance YAML (or give the flags below)")
     ] = None,
-    kv_memory: Annotated[str | None, typer.Option("--kv-memory", help="technology of the KV tier")] = None,
-    chips_per_group: Annotated[
-        str | None,
-        typer.Option("--chips-per-group", help="chips per group, or a list to choose from: 1,2,4,8,16"),
-    ] = None,
-    max_groups: Annotated[
-        int | None, typer.Option("--max-groups", min=1, help="largest number of groups (default 128)")
-    ] = None,
-    split: Annotated[
-        str | None,
-        typer.Option(
-            "--split",
-            help="sub-layer parts: auto (default), none, the most weight bytes per part ('16 MB'), or parts "
-            "per kind (ffn=4,core=8,qkv=2,o=2,embed=4,lm_head=4,moe=8)",
-        ),
-    ] = None,
-    max_chip_power: Annotated[
-        str | None,
-        typer.Option("--max-chip-power", help="per-chip power limit: tdp (default), none, or e.g. '350 W'"),
-    ] = None,
-    max_power: Annotated[
-        str | None, typer.Option("--max-power", help="power budget of the whole pipeline, e.g. '1.2 MW'")
-    ] = None,
-    users: Annotated[int | None, typer.Option("--users", min=1)] = None,
-    context: Annotated[int | None, typer.Option("--context", min=1, help="KV tokens per user")] = None,
-    min_tokens_per_s: Annotated[
-        float | None, typer.Option("--min-tokens-per-s", help="per-user speed floor")
-    ] = None,
-    stages: Annotated[
-        int | None, typer.Option("--stages", min=1, help="fix S instead of enumerating")
-    ] = None,
+    model: o.OptionalModel = None,
+    hardware: o.OptionalHardware = None,
+    kv_memory: o.KvMemory = None,
+    chips_per_group: o.ChipsPerGroup = None,
+    max_groups: o.OptionalMaxGroups = None,
+    split: o.Split = None,
+    max_chip_power: o.MaxChipPower = None,
+    max_power: o.MaxPower = None,
+    users: o.OptionalUsers = None,
+    context: o.OptionalContext = None,
+    min_tokens_per_s: o.OptionalMinTokensPerS = None,
+    weight_dtype: o.OptionalWeightDtype = None,
+    kv_dtype: o.OptionalKvDtype = None,
+    stages: o.Stages = None,
     micro_batches: Annotated[
         int | None,
-        typer.Option(
+        o.option(
             "--micro-batches",
+            metavar="M",
             min=1,
-            help="most micro-batches in flight (default min(users, S); 1: one batch)",
+            help="most micro-batches in flight (default min(users, slots x S); 1: one batch)",
         ),
     ] = None,
-    time_limit: Annotated[float | None, typer.Option("--time-limit", help="seconds per S")] = None,
-    gap: Annotated[float | None, typer.Option("--gap", help="relative MIP gap")] = None,
-    method: Annotated[
-        str | None, typer.Option("--method", help="milp, pyomo (full MILP per S, slow) or exhaustive (small)")
+    time_limit: Annotated[
+        float | None, o.option("--time-limit", metavar="SECONDS", help="wall-clock limit per S")
     ] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="write the plan: PLAN.yaml or PLAN.json")] = None,
-    csv: Annotated[Path | None, typer.Option("--csv", help="write nodes.csv and groups.csv into DIR")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    gap: o.OptionalGap = None,
+    method: Annotated[
+        str | None,
+        o.option(
+            "--method", metavar="METHOD", help="milp, pyomo (full MILP per S, slow) or exhaustive (small)"
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, o.option("--out", metavar="PLAN.yaml", help="write the plan: PLAN.yaml or PLAN.json")
+    ] = None,
+    csv: Annotated[
+        Path | None,
+        o.option(
+            "--csv", metavar="DIR", help="write nodes.csv and groups.csv (one flat row per node, group)"
+        ),
+    ] = None,
+    json_out: o.JsonFlag = False,
+    wide: Annotated[bool, o.flag("--wide", help="every group and every column of the groups table")] = False,
+    quiet: o.Quiet = False,
 ) -> None:
     """Place a model on chip groups and memory tiers, minimizing joules per token (Pyomo MILP, HiGHS)."""
     from planner.api import load_problem
-    from planner.plans.plan import evaluate, summary, write_csv_tables
+    from planner.plans.plan import evaluate, summary
 
     spec, source = _instance_from(
         instance,
@@ -226,6 +236,8 @@ def solve_command(
             users=users,
             context=context,
             min_tokens_per_s=min_tokens_per_s,
+            weight_dtype=weight_dtype,
+            kv_dtype=kv_dtype,
             stages=stages,
             micro_batches=micro_batches,
             time_limit=time_limit,
@@ -236,41 +248,33 @@ def solve_command(
     if out is not None and out.suffix not in (".yaml", ".yml", ".json"):
         raise PlannerInputError(str(out), ["--out must end in .yaml, .yml or .json"])
     problem = load_problem(spec, source)
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from planner.placement.solve import solve_problem  # the solver stack loads only once the input is valid
 
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-        disable=json_out,
-    ) as bar:
-        task = bar.add_task(f"solving {problem.model.name} on {problem.hw.name}", total=None)
+    with ProgressReport(f"solve {problem.model.name} on {problem.hw.name}", quiet=quiet) as progress:
 
-        def progress(s: int, record) -> None:
+        def on_stage(s: int, record) -> None:
             value = (
                 f"{record.joules_per_token:.4g} J/token"
                 if record.joules_per_token is not None
                 else record.status
             )
-            bar.update(task, description=f"S={s}: {value}")
+            progress.advance(f"S={s}: {value}")
 
-        plan = solve_problem(problem, progress)
+        plan = solve_problem(problem, on_stage)
     if plan.instance != problem.spec:  # a group size chosen from a list: the plan's own instance
         problem = load_problem(plan.instance, source)
     result = evaluate(problem, plan)
     if out is not None:
         plan.save(out)
     if csv is not None:
-        write_csv_tables(plan, problem, result.cost, csv)
+        from planner.api import write_plan_tables
+
+        write_plan_tables(plan, csv)
     facts = summary(plan, result.cost)
     if json_out:
         print_json(facts)
     else:
-        _print_plan_summary(problem, plan, facts)
+        _print_plan_summary(problem, plan, facts, wide)
         if out is not None:
             console.print(f"wrote {out}")
     if plan.solver.status == "interrupted":
@@ -294,7 +298,7 @@ def _per_stage_text(per_stage: dict) -> str:
     return "  ".join(f"S={a}: {t}" if a == b else f"S={a}..{b}: {t}" for a, b, t in parts)
 
 
-def _print_plan_summary(problem, plan, facts) -> None:
+def _print_plan_summary(problem, plan, facts, wide: bool = False) -> None:
     f = plan.figures
     e = facts["joules_per_token_by"]
     console.print(
@@ -335,44 +339,51 @@ def _print_plan_summary(problem, plan, facts) -> None:
             for c, r in plan.solver.per_group_size.items()
         )
         console.print(f"J/token by group size: {sizes}", soft_wrap=True)
-    rows = []
-    for g in f["groups"]:
-        fill = ", ".join(f"{t} {100 * g['resident_gb'][t] / g['capacity_gb'][t]:.0f}%" for t in problem.tiers)
-        rows.append(
-            {
-                "group": g["group"],
-                "nodes": f"{g['first_node']} .. {g['last_node']}",
-                "fill": fill,
-                "busy": g["busy_ms"],
-                "power": g["power_w_per_chip"],
-                "binding": g["binding"],
-            }
-        )
+    rows = group_rows(f["groups"], problem.tiers)
     shown = (
         rows
-        if len(rows) <= 24
-        else rows[:10] + [{"group": "...", "nodes": f"({len(rows) - 20} more)"}] + rows[-10:]
+        if wide or len(rows) <= 24
+        else rows[:10] + [{"group": "...", "nodes": f"({len(rows) - 20} more: --wide)"}] + rows[-10:]
     )
-    print_table(
-        "groups",
-        [
-            ("group", "group"),
-            ("nodes", "nodes"),
-            ("fill", "tier fill"),
-            ("busy", "busy ms"),
-            ("power", "W/chip"),
-            ("binding", "binding"),
-        ],
-        shown,
-    )
+    print_table("groups", GROUP_COLUMNS, shown, wide=wide)
+
+
+GROUP_COLUMNS = [
+    Column("group", "group"),
+    Column("nodes", "nodes"),
+    Column("count", "node\ncount", wide=True),
+    Column("fill", "tier fill"),
+    Column("busy", "busy\nms"),
+    Column("send", "send\nms", wide=True),
+    Column("power", "W per\nchip"),
+    Column("binding", "binding"),
+]
+
+
+def group_rows(groups: list[dict], tiers) -> list[dict]:
+    """Rows of the groups table from a plan's `figures.groups` (power per chip where the plan has it)."""
+    return [
+        {
+            "group": g["group"],
+            "nodes": f"{g['first_node']} .. {g['last_node']}",
+            "count": g["nodes"],
+            "fill": ", ".join(f"{t} {100 * g['resident_gb'][t] / g['capacity_gb'][t]:.0f}%" for t in tiers),
+            "busy": g["busy_ms"],
+            "send": g.get("send_ms"),
+            "power": g.get("power_w_per_chip"),
+            "binding": g["binding"],
+        }
+        for g in groups
+    ]
 
 
 @app.command("evaluate")
 @handle_errors
 def evaluate_command(
-    instance: Annotated[Path, typer.Argument(help="instance YAML")],
-    plan_file: Annotated[Path, typer.Argument(help="plan YAML or JSON")],
-    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    instance: Annotated[Path, typer.Argument(metavar="INSTANCE.yaml", help="instance YAML")],
+    plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="plan YAML or JSON")],
+    json_out: o.JsonFlag = False,
+    wide: Annotated[bool, o.flag("--wide", help="every group and every column of the groups table")] = False,
 ) -> None:
     """Recompute every figure of a plan from the instance and the placement (no solver); list violations.
 
@@ -396,7 +407,7 @@ def evaluate_command(
     else:
         if result.cost is not None:
             _print_plan_summary(
-                problem, plan.model_copy(update={"figures": figures(result.cost, problem)}), data
+                problem, plan.model_copy(update={"figures": figures(result.cost, problem)}), data, wide
             )
             if data["objective_rel_diff"] is not None:
                 console.print(
@@ -413,8 +424,8 @@ def evaluate_command(
 @app.command("plot")
 @handle_errors
 def plot_command(
-    plan_file: Annotated[Path, typer.Argument(help="plan YAML or JSON")],
-    out: Annotated[Path, typer.Option("--out", help="FILE.png")],
+    plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="plan YAML or JSON")],
+    out: Annotated[Path, o.option("--out", metavar="FILE.png", help="the figure to write")],
 ) -> None:
     """Draw a plan: the chip groups in a chain, their layers, tier fill and binding resource."""
     from planner.api import load_problem

@@ -9,20 +9,26 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from planner.cli import options as o
 from planner.cli.base import (
+    Column,
+    PlannerTyper,
     app,
     console,
     err_console,
     handle_errors,
+    parse_group_sizes,
     parse_int_list,
+    parse_split,
     print_json,
     print_table,
 )
+from planner.cli.progress import ProgressReport
 from planner.core.errors import PlannerInputError
 
 # ---------------------------------------------------------------------------------------------- capacity, compare, sweep, studies
 
-study_app = typer.Typer(no_args_is_help=True, help="Studies that write results/ (tables, reports, figures).")
+study_app = PlannerTyper(no_args_is_help=True, help="Studies that write results/ (tables, reports, figures).")
 app.add_typer(study_app, name="study")
 
 DEFAULT_CACHE = Path(".planner-cache") / "cases"
@@ -41,49 +47,31 @@ def _records(frame) -> list[dict]:
     return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
 
-def _counting_bar(total: int, description: str, disable: bool = False):
-    """A rich progress bar on stderr that counts finished cases: (bar, advance(label))."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-        disable=disable,
-    )
-    task = bar.add_task(description, total=total)
-
-    def advance(label: str = "") -> None:
-        bar.update(task, advance=1, description=f"{description} {label}".strip())
-
-    return bar, advance
-
-
 @app.command("capacity")
 @handle_errors
 def capacity_command(
-    model: Annotated[str, typer.Option("--model", help="graphs/ name or HF config.json path")],
-    hardware: Annotated[str, typer.Option("--hardware", help="instances/hardware/ name or path")],
-    context: Annotated[int, typer.Option("--context", min=1, help="KV tokens per user")],
-    min_tokens_per_s: Annotated[float, typer.Option("--min-tokens-per-s", help="per-user speed floor")],
-    kv_memory: Annotated[str | None, typer.Option("--kv-memory", help="technology of the KV tier")] = None,
-    chips_per_group: Annotated[int | None, typer.Option("--chips-per-group", min=1)] = None,
-    max_groups: Annotated[int, typer.Option("--max-groups", min=1, help="largest number of groups")] = 128,
-    stages: Annotated[
-        int | None, typer.Option("--stages", min=1, help="fix S instead of enumerating")
+    model: o.Model,
+    hardware: o.Hardware,
+    context: o.Context,
+    min_tokens_per_s: o.MinTokensPerS,
+    kv_memory: o.KvMemory = None,
+    chips_per_group: o.ChipsPerGroup = None,
+    max_groups: o.MaxGroups = 128,
+    split: o.Split = None,
+    max_chip_power: o.MaxChipPower = None,
+    max_power: o.MaxPower = None,
+    stages: o.Stages = None,
+    micro_batches: Annotated[
+        int | None,
+        o.option("--micro-batches", metavar="M", min=1, help="most micro-batches in flight (1: one batch)"),
     ] = None,
-    time_limit: Annotated[
-        float | None,
-        typer.Option("--time-limit", help="seconds per S (an infeasible verdict may then be unproven)"),
-    ] = None,
-    gap: Annotated[float | None, typer.Option("--gap", help="relative MIP gap")] = None,
-    cache: Annotated[
-        Path | None, typer.Option("--cache", help="DIR: keep every solve (resume, reuse)")
-    ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    weight_dtype: o.WeightDtype = "bf16",
+    kv_dtype: o.KvDtype = "bf16",
+    time_limit: o.TimeLimit = None,
+    gap: o.OptionalGap = None,
+    cache: o.OptionalCacheDir = None,
+    json_out: o.JsonFlag = False,
+    quiet: o.Quiet = False,
 ) -> None:
     """Most users served at the per-user floor: exact search over U with the solver as the oracle.
 
@@ -96,31 +84,28 @@ def capacity_command(
         model=model,
         hardware=hardware,
         kv_memory=kv_memory,
-        chips_per_group=chips_per_group,
+        chips_per_group=parse_group_sizes(chips_per_group),
         max_groups=max_groups,
+        split=parse_split(split),
+        max_chip_power=max_chip_power,
+        max_power=max_power,
+        micro_batches=micro_batches,
         users=1,
         context=context,
         min_tokens_per_s=min_tokens_per_s,
+        weight_dtype=weight_dtype,
+        kv_dtype=kv_dtype,
         stages=stages,
         time_limit=time_limit,
         gap=gap,
     )
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    with ProgressReport(f"capacity {model} on {hardware}", quiet=quiet) as progress:
 
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(f"searching users for {model} on {hardware}", total=None)
-
-        def progress(users: int, result) -> None:
+        def probe(users: int, result) -> None:
             verdict = "feasible" if result.feasible else f"infeasible ({result.row.get('binding')})"
-            bar.update(task, description=f"U={users:,}: {verdict}")
+            progress.advance(f"U={users:,}: {verdict}")
 
-        result = capacity(spec, cache=cache, progress=progress)
+        result = capacity(spec, cache=cache, progress=probe)
     facts = result.summary()
     if json_out:
         print_json(facts)
@@ -153,38 +138,59 @@ def capacity_command(
     )
 
 
+COMPARE_COMPACT = (
+    "memory",
+    "max_users",
+    "binding",
+    "stages",
+    "chips",
+    "joules_per_token",
+    "power_w",
+    "tokens_per_s",
+)
+
+
 @app.command("compare")
 @handle_errors
 def compare_command(
-    model: Annotated[str, typer.Option("--model", help="graphs/ name(s), separated by commas")],
-    hardware: Annotated[str, typer.Option("--hardware", help="instances/hardware/ name or path")],
-    users: Annotated[str, typer.Option("--users", help="user counts, e.g. 64,256,1024")],
-    context: Annotated[int, typer.Option("--context", min=1, help="KV tokens per user")],
-    min_tokens_per_s: Annotated[float, typer.Option("--min-tokens-per-s", help="per-user speed floor")],
-    memory: Annotated[
-        str, typer.Option("--memory", help="KV memory technologies, separated by commas")
-    ] = MEMORIES,
-    chips_per_group: Annotated[int | None, typer.Option("--chips-per-group", min=1)] = None,
-    max_groups: Annotated[int, typer.Option("--max-groups", min=1, help="largest number of groups")] = 128,
-    time_limit: Annotated[float | None, typer.Option("--time-limit", help="seconds per S")] = None,
-    gap: Annotated[float, typer.Option("--gap", help="relative MIP gap")] = 1e-4,
-    workers: Annotated[
-        int | None, typer.Option("--workers", min=1, help="worker processes (default: cores)")
+    model: o.Models,
+    hardware: o.Hardware,
+    users: o.UserCounts,
+    context: o.Context,
+    min_tokens_per_s: o.MinTokensPerS,
+    kv_memory: o.KvMemories = MEMORIES,
+    memory: o.MemoryAlias = None,
+    chips_per_group: o.ChipsPerGroup = None,
+    max_groups: o.MaxGroups = 128,
+    weight_dtype: o.WeightDtype = "bf16",
+    kv_dtype: o.KvDtype = "bf16",
+    time_limit: o.TimeLimit = None,
+    gap: o.Gap = 1e-4,
+    workers: o.Workers = None,
+    cache: o.CacheDir = DEFAULT_CACHE,
+    out: Annotated[
+        Path | None, o.option("--out", metavar="DIR", help="write memory_comparison.csv, .md and .png here")
     ] = None,
-    cache: Annotated[Path, typer.Option("--cache", help="DIR of cached case results")] = DEFAULT_CACHE,
-    out: Annotated[Path | None, typer.Option("--out", help="DIR: memory_comparison.csv, .md, .png")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="print the max-users rows as JSON")] = False,
+    report: o.Report = None,
+    json_out: Annotated[bool, o.flag("--json", help="print the max-users rows as JSON (tables off)")] = False,
+    wide: o.Wide = False,
+    quiet: o.Quiet = False,
 ) -> None:
-    """Memory technologies for the KV tier side by side: J/token by category, max users, S, chips, power,
-    tokens/s and KV bandwidth per die; a Pareto plot of J/token against users."""
+    """Memory technologies for the KV tier side by side: max users, J/token, S, chips, power, tokens/s.
+
+    Every model x memory x users case is solved and each model x memory's max users searched exactly;
+    --wide adds J/token by category and KV bandwidth per die; --out writes the tables and a Pareto plot;
+    --report FILE.html an interactive report of the same."""
     from planner.api import compare
 
+    if memory is not None:
+        err_console.print("[yellow]warning:[/] --memory is now --kv-memory (as in the other commands)")
+        kv_memory = memory
     models = [m for m in model.split(",") if m.strip()]
-    memories = [m for m in memory.split(",") if m.strip()]
+    memories = [m for m in kv_memory.split(",") if m.strip()]
     user_list = parse_int_list(users, "--users")
     total = len(models) * len(memories) * (len(user_list) + 1)
-    bar, advance = _counting_bar(total, "comparing", disable=json_out)
-    with bar:
+    with ProgressReport("compare", total=total, quiet=quiet) as progress:
         result = compare(
             models,
             hardware,
@@ -192,51 +198,83 @@ def compare_command(
             user_list,
             context,
             min_tokens_per_s,
-            chips_per_group=chips_per_group,
+            chips_per_group=parse_group_sizes(chips_per_group),
             max_groups=max_groups,
             time_limit=time_limit,
             gap=gap,
             cache=cache,
             workers=workers,
-            progress=advance,
+            progress=progress.advance,
+            weight_dtype=weight_dtype,
+            kv_dtype=kv_dtype,
         )
     from planner.studies.compare import COMPARE_COLUMNS, write_comparison
 
+    paths = []
     if out is not None:
         paths = write_comparison(result, out, _command_line(), hardware, context, min_tokens_per_s)
+    if report is not None:
+        from planner.render.report import write_comparison_report
+
+        paths.append(write_comparison_report(result, report, _command_line()))
     if json_out:
         print_json(_records(result.maxima))
         return
+    columns = [Column(k, h.replace(" ", "\n", 1), wide=k not in COMPARE_COMPACT) for k, h in COMPARE_COLUMNS]
     for m in models:
         rows = _records(result.maxima[result.maxima["model"] == m])
         print_table(
             f"{m} on {hardware}: context {context:,}, >= {min_tokens_per_s:g} tokens/s/user, at max users",
-            [
-                c
-                for c in COMPARE_COLUMNS
-                if c[0]
-                not in ("compute_j", "link_j", "tokens_per_s_per_user", "kv_tier_fill", "kv_tier_bw_use")
-            ],
+            columns,
             rows,
+            wide=wide,
         )
-    if out is not None:
+    if paths:
         console.print("wrote " + ", ".join(str(p) for p in paths))
+
+
+SWEEP_COLUMNS = [
+    Column("model", "model"),
+    Column("hardware", "hardware", wide=True),
+    Column("memory", "KV memory"),
+    Column("users", "users"),
+    Column("context", "context"),
+    Column("min_tokens_per_s", "floor\ntok/s"),
+    Column("status", "status"),
+    Column("stages", "S"),
+    Column("chips", "chips", wide=True),
+    Column("joules_per_token", "J/token", digits=3),
+    Column("tokens_per_s", "tok/s\nin all", wide=True),
+    Column("power_w", "power\nW", wide=True),
+    Column("binding", "binding"),
+]
 
 
 @app.command("sweep")
 @handle_errors
 def sweep_command(
-    sweep_file: Annotated[Path, typer.Argument(help="SWEEP.yaml (see sweeps/example.yaml)")],
-    workers: Annotated[
-        int | None, typer.Option("--workers", min=1, help="local worker processes (default: cores)")
-    ] = None,
+    sweep_file: Annotated[
+        Path, typer.Argument(metavar="SWEEP.yaml", help="the sweep (see sweeps/example.yaml)")
+    ],
+    workers: o.Workers = None,
     dask: Annotated[
-        str | None, typer.Option("--dask", help="SCHEDULER_ADDRESS of a dask.distributed cluster")
+        str | None,
+        o.option("--dask", metavar="ADDRESS", help="scheduler address of a dask.distributed cluster"),
     ] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="FILE.csv or FILE.parquet: the table")] = None,
-    cache: Annotated[
-        Path, typer.Option("--cache", help="DIR of cached case results (resume)")
-    ] = DEFAULT_CACHE,
+    weight_dtype: Annotated[
+        str | None,
+        o.option("--weight-dtype", metavar="DTYPE", help=f"weights: {o.DTYPES} (default: the file's)"),
+    ] = None,
+    kv_dtype: Annotated[
+        str | None,
+        o.option("--kv-dtype", metavar="DTYPE", help=f"KV cache: {o.DTYPES} (default: the file's)"),
+    ] = None,
+    out: Annotated[
+        Path | None, o.option("--out", metavar="FILE.csv", help="write the table: FILE.csv or FILE.parquet")
+    ] = None,
+    cache: o.CacheDir = DEFAULT_CACHE,
+    wide: o.Wide = False,
+    quiet: o.Quiet = False,
 ) -> None:
     """Solve every combination of a sweep file in parallel; each case is cached, so a rerun resumes."""
     from planner.api import sweep
@@ -245,14 +283,16 @@ def sweep_command(
     if out is not None and out.suffix not in (".csv", ".parquet"):
         raise PlannerInputError(str(out), ["--out must end in .csv or .parquet"])
     spec = load_sweep(sweep_file)
-    bar, advance = _counting_bar(len(spec.cases()), f"sweep {spec.name or sweep_file.stem}")
-    with bar:
+    dtypes = {k: v for k, v in (("weight_dtype", weight_dtype), ("kv_dtype", kv_dtype)) if v is not None}
+    if dtypes:
+        spec = spec.model_validate({**spec.model_dump(), **dtypes})
+    with ProgressReport(f"sweep {spec.name or sweep_file.stem}", len(spec.cases()), quiet) as progress:
         frame = sweep(
             spec,
             cache=cache,
             workers=workers,
             scheduler=dask,
-            progress=lambda r, hit: advance(f"(last: {r.row['status']}{', cached' if hit else ''})"),
+            progress=lambda r, hit: progress.advance(f"{r.row['status']}{', cached' if hit else ''}"),
         )
     if out is not None:
         from planner.runs.sweep import write_table
@@ -260,21 +300,12 @@ def sweep_command(
         write_table(frame, out)
     counts = frame["status"].value_counts().to_dict() if not frame.empty else {}
     print_table(
-        f"{len(frame)} cases: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
-        [
-            ("model", "model"),
-            ("hardware", "hardware"),
-            ("memory", "KV memory"),
-            ("users", "users"),
-            ("context", "context"),
-            ("min_tokens_per_s", "floor tok/s"),
-            ("status", "status"),
-            ("stages", "S"),
-            ("joules_per_token", "J/token"),
-            ("tokens_per_s", "tokens/s"),
-            ("binding", "binding"),
-        ],
+        f"{len(frame)} cases: "
+        + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        + ("" if len(frame) <= 40 else " (first 40 shown; --out writes all)"),
+        SWEEP_COLUMNS,
         _records(frame.head(40)),
+        wide=wide,
     )
     if out is not None:
         console.print(f"wrote {out}")
@@ -284,11 +315,18 @@ def sweep_command(
 @handle_errors
 def study_deep_pipeline(
     sweep_file: Annotated[
-        Path, typer.Option("--sweep", help="the study's cases: models, S values, users grid, floor")
+        Path,
+        o.option(
+            "--sweep", metavar="SWEEP.yaml", help="the study's cases: models, S values, users grid, floor"
+        ),
     ] = Path("sweeps/deep_pipeline.yaml"),
-    out: Annotated[Path, typer.Option("--out", help="DIR: deep_pipeline.csv, .md, .png")] = Path("results"),
-    workers: Annotated[int | None, typer.Option("--workers", min=1, help="worker processes")] = None,
-    cache: Annotated[Path, typer.Option("--cache", help="DIR of cached case results")] = DEFAULT_CACHE,
+    out: Annotated[
+        Path, o.option("--out", metavar="DIR", help="write deep_pipeline.csv, .md and .png here")
+    ] = Path("results"),
+    workers: o.Workers = None,
+    cache: o.CacheDir = DEFAULT_CACHE,
+    report: o.Report = None,
+    quiet: o.Quiet = False,
 ) -> None:
     """S micro-batches in flight (the deep pipeline) against one, at the same per-user speed: max users
     and J/token per S, for each model of the sweep file."""
@@ -297,10 +335,13 @@ def study_deep_pipeline(
 
     spec = load_sweep(sweep_file)
     total = len(spec.cases()) + 2 * len(spec.models) * len(spec.stages or [])
-    bar, advance = _counting_bar(total, "deep pipeline")
-    with bar:
-        result = deep_pipeline(spec, cache=cache, workers=workers, progress=advance)
+    with ProgressReport("deep pipeline", total, quiet) as progress:
+        result = deep_pipeline(spec, cache=cache, workers=workers, progress=progress.advance)
     paths = write_deep_pipeline(result, out, _command_line())
+    if report is not None:
+        from planner.render.report import write_deep_pipeline_report
+
+        paths.append(write_deep_pipeline_report(result, report, _command_line()))
     print_table(
         "deep pipeline: S micro-batches vs one",
         [
@@ -322,9 +363,10 @@ def study_deep_pipeline(
 @handle_errors
 def study_kv_demand(
     tables: Annotated[
-        str, typer.Option("--from", help="sweep tables (CSV/Parquet), separated by commas")
+        str,
+        o.option("--from", metavar="TABLE[,TABLE]", help="sweep tables (CSV/Parquet), separated by commas"),
     ] = "results/memory_comparison.csv,results/deep_pipeline.csv",
-    out: Annotated[Path, typer.Option("--out", help="DIR: kv_demand.md")] = Path("results"),
+    out: Annotated[Path, o.option("--out", metavar="DIR", help="write kv_demand.md here")] = Path("results"),
 ) -> None:
     """KV bandwidth demand per byte of KV stored, per plan, against each technology's bandwidth/capacity:
     which technologies are bandwidth- and which capacity-limited for the KV cache."""

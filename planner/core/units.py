@@ -26,6 +26,7 @@ def _registry():
     registry.define("FLOPS = FLOP / second")
     return registry
 
+
 # base unit and an example for each kind of quantity the planner reads
 QUANTITY_KINDS: dict[str, tuple[str, str]] = {
     "bytes": ("B", "80 GB"),

@@ -404,6 +404,11 @@ def hardware_files(name_or_path: str | Path, kv_memory: str | None = None) -> li
     return [path] + [memory_tech_path(t.tech) for t in _tier_specs(spec, path, kv_memory)]
 
 
+def load_hardware_spec(name_or_path: str | Path) -> HardwareSpec:
+    """The hardware file as written (with its TDP and sources), validated."""
+    return _validated(HardwareSpec, hardware_path(name_or_path))
+
+
 def load_hardware(name_or_path: str | Path, kv_memory: str | None = None) -> Hardware:
     """Read instances/hardware/NAME.yaml (or a path); `kv_memory` swaps the technology of its KV tier.
 

@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import networkx as nx
-from pydantic import ValidationError
 
-from planner.core.errors import PlannerInputError, problems_from_validation
+from planner.core.errors import PlannerInputError
 from planner.core.fileio import read_mapping
 from planner.core.units import dtype_bytes
-from planner.model.config import GRAPHS_DIR, HFConfig, resolve_config_path
+from planner.model.config import GRAPHS_DIR, HFConfig, parse_config, resolve_config_path
 
 
 @dataclass(frozen=True)
@@ -111,7 +110,8 @@ def _attention_node(c: HFConfig, i: int, dt: Dtypes) -> dict:
     """Attention of block i: its projections (q/k/v in, o out) and the attention core over the KV cache.
 
     The node carries its parts for sub-layer splitting (planner.model.split): `qkv_params` (input side,
-    with the input norm), `o_params` (output projection), the values passed between them per token, and
+    with the norms and biases), `o_params` (output projection), their FLOPs per token, the values passed
+    between them per token, and
     how the core splits: by KV heads (GQA/MHA: each head group's cache with its heads) or, for MLA, by
     users (the compressed latent is shared by all heads, so only users can be separated)."""
     h = c.hidden_size
@@ -138,16 +138,13 @@ def _attention_node(c: HFConfig, i: int, dt: Dtypes) -> dict:
         kv_heads = c.num_key_value_heads or heads
         qkv_params = h * heads * d + 2 * h * kv_heads * d
         o_params = heads * d * h
-        if c.attention_bias:
-            qkv_params += heads * d + 2 * kv_heads * d
-        if c.model_type.startswith("qwen3"):
-            qkv_params += 2 * d  # q_norm and k_norm
         kv_values = 2 * kv_heads * d
         attn_flops = 4 * heads * d  # QK^T and PV: 2 FLOPs per multiply-add each
         qkv_out = (heads + 2 * kv_heads) * d
         attn_out = heads * d
         split_by = "heads"
-    qkv_params += h  # + input_layernorm
+    qkv_flops, o_flops = 2.0 * qkv_params, 2.0 * o_params
+    qkv_params += c.attention_extra_params()  # + norms and biases, as the architecture has them
     params = qkv_params + o_params
     return dict(
         kind="attn",
@@ -157,13 +154,15 @@ def _attention_node(c: HFConfig, i: int, dt: Dtypes) -> dict:
         weight_bytes=params * dt.weight_bytes,
         kv_bytes_per_token=kv_values * dt.kv_bytes,
         kv_window_tokens=c.window(i) or 0,
-        flops_per_token=2.0 * (params - h),
+        flops_per_token=qkv_flops + o_flops,
         attn_flops_per_ctx_token=float(attn_flops),
         attention_work_items=heads,
         collective="all-reduce",
         collective_bytes_per_token=h * dt.activation_bytes,
         qkv_params=float(qkv_params),
         o_params=float(o_params),
+        qkv_flops_per_token=qkv_flops,
+        o_flops_per_token=o_flops,
         qkv_out_values=float(qkv_out),
         attn_out_values=float(attn_out),
         heads=heads,
@@ -174,8 +173,8 @@ def _attention_node(c: HFConfig, i: int, dt: Dtypes) -> dict:
 
 def _ffn_node(c: HFConfig, i: int, dt: Dtypes) -> dict:
     h = c.hidden_size
-    matmul = 3 * h * c.intermediate_size  # gate, up, down (SwiGLU)
-    params = matmul + h  # + post_attention_layernorm
+    matmul = 3 * h * c.intermediate_size  # gate, up, down (SwiGLU; Phi-3's fused gate_up: the same shapes)
+    params = matmul + c.ffn_extra_params()  # + norms (and mlp biases)
     return dict(
         kind="ffn",
         layer=i,
@@ -304,13 +303,7 @@ def load_model(
     """Read a model description and build its graph (see build_graph for `sample_top_k`). Bad input raises
     PlannerInputError naming file and field."""
     path = resolve_config_path(name_or_path)
-    data = read_mapping(path)
-    if isinstance(data.get("text_config"), dict):  # multimodal wrappers keep the decoder here
-        data = {**data, **data["text_config"]}
-    try:
-        config = HFConfig.model_validate(data)
-    except ValidationError as exc:
-        raise PlannerInputError(path, problems_from_validation(exc)) from None
+    config = parse_config(read_mapping(path), path)
     try:
         dtypes = Dtypes(weight_dtype, kv_dtype, activation_dtype)
         for d in (dtypes.weight, dtypes.kv, dtypes.activation):

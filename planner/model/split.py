@@ -169,7 +169,6 @@ def _attention_parts(name: str, d: dict, g: Granularity, act: float, hidden_byte
         "lookup_bytes_per_token": 0.0,
     }
     out = []
-    norm = hidden  # the input norm's weights are in qkv_params
     for j in range(g.qkv):
         params = d["qkv_params"] / g.qkv
         part = (
@@ -184,7 +183,7 @@ def _attention_parts(name: str, d: dict, g: Granularity, act: float, hidden_byte
                 params=params,
                 active_params=params,
                 weight_bytes=params * per_param,
-                flops_per_token=2.0 * (d["qkv_params"] - norm) / g.qkv,
+                flops_per_token=d["qkv_flops_per_token"] / g.qkv,
             )
         )
         out.append((part["op"] if g.qkv == 1 else f"{part['op']}#{j}", part, (hidden + qkv_out) * act))

@@ -41,7 +41,9 @@ def fastest_period(problem: Problem, stages: int) -> tuple[float | None, int]:
     return d.micro_batches * cycle * d.time_unit_s, pricing.lp_solves
 
 
-def explain_infeasible(problem: Problem, records: dict[int, StageRecord], search: bool = True) -> InfeasibleError:
+def explain_infeasible(
+    problem: Problem, records: dict[int, StageRecord], search: bool = True
+) -> InfeasibleError:
     """Name the limit that binds and by how much, in the user's units. With `search` False the costly
     last step (the fastest placement within capacity) is skipped: the verdict is the same, its reason
     is then 'unexplained' (capacity searches ask for the reason only at the user count above the

@@ -97,69 +97,142 @@ BINDING_COLORS = {
 }
 
 
+TIME_KINDS = ("weights", "kv", "compute", "links", "overhead")
+CHAIN_COLUMNS = 14  # groups per row of the chain; longer pipelines wrap onto further rows
+
+
+def _node_label(name: str) -> str:
+    return name.replace(".attn", " attn").replace(".ffn", " ffn").replace(".moe", " moe")
+
+
 def plot_plan(plan, problem, cost, path: str | Path) -> Path:
-    """The pipeline: one box per chip group along the chain (its layers written in it, coloured by the
-    binding resource), tier fill per group below, busy time per group at the bottom."""
+    """plan_figure written as a PNG."""
+    return save_figure(plan_figure(plan, problem, cost), path)
+
+
+def plan_figure(plan, problem, cost):
+    """A plan as the seed draws a pipeline: a chain of chip groups, each box with its number, chips, node
+    range and one fill bar per memory tier, its edge coloured by the resource that binds it (rows of
+    CHAIN_COLUMNS groups for long pipelines). Below, per group: tier fill (%) and busy time per
+    micro-batch by resource with the cycle as a line; power per chip against the chip's TDP when the
+    plan's figures carry `power_w_per_chip`. Every category is in the legends, bound or not; legends sit
+    outside the axes; group axes have integer ticks, thinned to at most ~30 labels."""
+    from matplotlib.patches import FancyBboxPatch, Patch
+    from matplotlib.ticker import MaxNLocator
+
     groups = cost.groups
     n = len(groups)
-    fig, (ax_chain, ax_fill, ax_time) = plt.subplots(
-        3, 1, figsize=(max(8, min(24, 0.5 * n + 4)), 8), gridspec_kw={"height_ratios": [1.1, 2, 2]}
+    tiers = list(problem.tiers)
+    tier_color = {t: TIER_COLORS[i % len(TIER_COLORS)] for i, t in enumerate(tiers)}
+    power = [g.get("power_w_per_chip") for g in plan.figures.get("groups", [])]
+    has_power = len(power) == n and all(p is not None for p in power)
+    cols = min(n, CHAIN_COLUMNS)
+    rows = -(-n // cols)
+    panels = 3 + has_power
+    ratios = [1.25 * rows, 2, 2] + ([1.6] if has_power else [])
+    fig, axes = plt.subplots(
+        panels,
+        1,
+        figsize=(max(9, 1.05 * cols + 3), 1.6 * rows + 2.3 * (panels - 1) + 1),
+        gridspec_kw={"height_ratios": ratios},
     )
-    x = list(range(n))
+    ax_chain, ax_fill, ax_time = axes[:3]
+
+    # the chain of groups
     for g in groups:
+        r, c = divmod(g.index, cols)
+        x, y = c, -r
         color = BINDING_COLORS.get(g.binding, "#999999")
-        ax_chain.add_patch(plt.Rectangle((g.index - 0.4, 0.1), 0.8, 0.8, color=color, alpha=0.85))
-        first, last = g.nodes[0], g.nodes[-1]
-        label = first if first == last else f"{first}\n..\n{last}"
-        if n <= 40:
-            ax_chain.text(
-                g.index, 0.5, label, ha="center", va="center", fontsize=6 if n > 12 else 8, color="white"
+        ax_chain.add_patch(
+            FancyBboxPatch(
+                (x - 0.42, y - 0.4), 0.84, 0.8, boxstyle="round,pad=0.02", fc="white", ec=color, lw=2.2
             )
-        if g.index < n - 1:
-            ax_chain.annotate(
-                "",
-                xy=(g.index + 0.6, 0.5),
-                xytext=(g.index + 0.4, 0.5),
-                arrowprops=dict(arrowstyle="->", lw=0.8),
-            )
-    ax_chain.set_xlim(-0.6, n - 0.4)
-    ax_chain.set_ylim(0, 1)
-    ax_chain.axis("off")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for k, c in BINDING_COLORS.items()]
-    ax_chain.legend(
-        handles,
-        [f"binding: {k}" for k in BINDING_COLORS],
-        ncol=6,
-        fontsize=7,
-        loc="lower center",
-        bbox_to_anchor=(0.5, 1.0),
-        frameon=False,
-    )
-    width = 0.8 / max(1, len(problem.tiers))
-    for i, t in enumerate(problem.tiers):
-        fill = [100 * g.resident_bytes[t] / g.capacity_bytes[t] for g in groups]
-        ax_fill.bar(
-            [xi - 0.4 + width * (i + 0.5) for xi in x], fill, width=width, label=t, color=TIER_COLORS[i % 5]
         )
-    ax_fill.axhline(100, color="black", lw=0.6, ls="--")
+        ax_chain.text(x, y + 0.3, f"G{g.index}", ha="center", va="center", fontsize=8, weight="bold")
+        first, last = _node_label(g.nodes[0]), _node_label(g.nodes[-1])
+        span = first if len(g.nodes) == 1 else f"{first}\n..{last}"
+        ax_chain.text(x, y + 0.08, span, ha="center", va="center", fontsize=6, linespacing=1.1)
+        ax_chain.text(
+            x,
+            y - 0.13,
+            f"{len(g.nodes)} nodes, {problem.hw.chips_per_group} chips",
+            ha="center",
+            fontsize=5.5,
+        )
+        for k, t in enumerate(tiers):  # one fill bar per tier
+            fill = min(1.0, g.resident_bytes[t] / g.capacity_bytes[t]) if g.capacity_bytes[t] else 0.0
+            yb = y - 0.25 - 0.09 * k
+            ax_chain.add_patch(plt.Rectangle((x - 0.34, yb), 0.68, 0.06, fc="#EEEEEE", ec="none"))
+            ax_chain.add_patch(plt.Rectangle((x - 0.34, yb), 0.68 * fill, 0.06, fc=tier_color[t], ec="none"))
+        if g.index < n - 1:  # to the next group; at the end of a row the chain goes on below, from the left
+            ax_chain.annotate(
+                "", xy=(x + 0.58, y), xytext=(x + 0.42, y), arrowprops=dict(arrowstyle="->", lw=0.9)
+            )
+        if g.index and c == 0:
+            ax_chain.annotate(
+                "", xy=(x - 0.42, y), xytext=(x - 0.58, y), arrowprops=dict(arrowstyle="->", lw=0.9)
+            )
+    span_x = (-0.6, max(cols, 4) - 0.4)  # a short pipeline keeps boxes and bars group-sized
+    ax_chain.set_xlim(*span_x)
+    ax_chain.set_ylim(-rows + 0.45, 0.55)
+    ax_chain.set_aspect("auto")
+    ax_chain.axis("off")
+    handles = [Patch(fc="white", ec=c, lw=2.2, label=f"binds: {k}") for k, c in BINDING_COLORS.items()]
+    handles += [Patch(fc=tier_color[t], label=f"{t} fill") for t in tiers]
+    ax_chain.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+
+    # tier fill per group
+    x = list(range(n))
+    width = 0.8 / max(1, len(tiers))
+    for i, t in enumerate(tiers):
+        fill = [
+            100 * g.resident_bytes[t] / g.capacity_bytes[t] if g.capacity_bytes[t] else 0.0 for g in groups
+        ]
+        ax_fill.bar(
+            [xi - 0.4 + width * (i + 0.5) for xi in x], fill, width=width, label=t, color=tier_color[t]
+        )
+    ax_fill.axhline(100, color="black", lw=0.6, ls="--", label="capacity")
+    ax_fill.set_ylim(0, 112)
     ax_fill.set_ylabel("tier fill (%)")
-    ax_fill.legend(fontsize=7)
+
+    # busy time per group by resource, and the cycle
     bottom = [0.0] * n
-    for kind in ("weights", "kv", "compute", "links", "overhead"):
-        values = [g.time_by_kind_s[kind] * 1e3 for g in groups]
-        ax_time.bar(x, values, bottom=bottom, label=kind, color=BINDING_COLORS[kind])
+    for kind in TIME_KINDS:
+        values = [g.time_by_kind_s.get(kind, 0.0) * 1e3 for g in groups]
+        ax_time.bar(x, values, bottom=bottom, label=kind, color=BINDING_COLORS[kind], width=0.8)
         bottom = [b + v for b, v in zip(bottom, values)]
-    ax_time.axhline(cost.cycle_s * 1e3, color="black", lw=0.8, ls=":", label="cycle")
-    ax_time.set_ylabel("busy time per micro-batch (ms)")
-    ax_time.set_xlabel("chip group (pipeline stage)")
-    ax_time.legend(fontsize=7, ncol=6)
+    cycle_ms = cost.cycle_s * 1e3
+    ax_time.axhline(cycle_ms, color="black", lw=1.2, ls="--", label=f"cycle {cycle_ms:.3g} ms")
+    ax_time.set_ylim(0, 1.15 * max([cycle_ms, *bottom]))
+    ax_time.set_ylabel("busy per micro-batch (ms)")
+
+    last = ax_time
+    if has_power:
+        ax_power = axes[3]
+        ax_power.bar(x, power, color="#C44E52", width=0.8, label="W per chip")
+        tdp = getattr(problem.hw, "tdp_w", None) or plan.figures.get("tdp_w")
+        if tdp:
+            ax_power.axhline(tdp, color="black", lw=1.0, ls=":", label=f"TDP {tdp:,.0f} W")
+        ax_power.set_ylabel("power per chip (W)")
+        last = ax_power
+    step = max(1, -(-n // 30))
+    for ax in axes[1:]:
+        ax.set_xlim(-0.6, max(n, 4) - 0.4)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(n, 30)))
+        ax.set_xticks(range(0, n, step))
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        ax.grid(axis="y", lw=0.3)
+    for ax in axes[1:-1]:
+        ax.tick_params(labelbottom=False)
+    last.set_xlabel("chip group (pipeline stage)")
     fig.suptitle(
         f"{problem.model.name} on {cost.stages} x {problem.hw.chips_per_group} {problem.hw.name}"
         + (f" + {problem.hw.kv_memory}" if problem.hw.kv_memory else "")
         + f": {cost.users:,} users, {cost.joules_per_token:.3g} J/token, {cost.tokens_per_s_per_user:.3g} tok/s/user",
         fontsize=10,
     )
-    return save_figure(fig, path)
+    fig.tight_layout()
+    return fig
 
 
 def plot_memory_comparison(points: pd.DataFrame, maxima: pd.DataFrame, path: str | Path) -> Path:

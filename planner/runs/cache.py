@@ -65,7 +65,11 @@ def key_row(spec: InstanceSpec) -> dict[str, Any]:
         "model": spec.model,
         "hardware": spec.hardware,
         "memory": spec.kv_memory or "",
-        "chips_per_group": spec.chips_per_group or 0,
+        "chips_per_group": (
+            ",".join(map(str, spec.chips_per_group))
+            if isinstance(spec.chips_per_group, list)
+            else spec.chips_per_group or 0
+        ),
         "max_groups": spec.max_groups,
         "fixed_stages": spec.solver.stages or 0,
         "in_flight": w.micro_batches or 0,  # 0: min(users, S), the deep pipeline

@@ -5,6 +5,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import multiprocessing
+import sys
+import types
 from collections.abc import Callable, Iterator, Sequence
 
 from planner.core.errors import PlannerInputError
@@ -14,11 +16,42 @@ from planner.runs.cache import Cache, CaseResult, run_case
 # ---------------------------------------------------------------------------------------------- many cases
 
 
+class WorkerPool(cf.ProcessPoolExecutor):
+    """Spawned worker processes that import the planner and never the caller's `__main__`.
+
+    A spawned worker normally re-runs the parent's `__main__` (its file, or its module under -m) before it
+    takes a job. That breaks every way of calling the planner except a guarded script: a script without
+    `if __name__ == "__main__":` calls compare() again inside each worker, which dies, and the pool reports
+    BrokenProcessPool; `python -` has no file to re-run ('<stdin>'); a notebook's `__main__` is the
+    kernel's. Workers only run planner functions on plain data (run_case, max_users), so they need nothing
+    from `__main__`: while a process is started (in `submit`, the only place ProcessPoolExecutor starts
+    them without max_tasks_per_child), `__main__` is a module with no file and no spec, so the worker's
+    bootstrap imports nothing of the caller's.
+
+    Spawn rather than fork: the parent may already run threads (HiGHS' scheduler after an earlier solve in
+    a notebook, rich's refresh thread), and a forked child inherits their locks but not the threads
+    (Python 3.12 warns about it, 3.14 no longer forks by default). The workers' own cost is the import of
+    the planner, the same as with a guarded script.
+    """
+
+    def __init__(self, max_workers: int | None = None):
+        super().__init__(max_workers=max_workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def submit(self, fn, /, *args, **kwargs) -> cf.Future:
+        main = sys.modules["__main__"]
+        sys.modules["__main__"] = types.ModuleType("__main__")  # no __file__, no __spec__
+        try:
+            return super().submit(fn, *args, **kwargs)
+        finally:
+            sys.modules["__main__"] = main
+
+
 @contextlib.contextmanager
 def executor(workers: int | None = None, scheduler: str | None = None) -> Iterator[cf.Executor]:
-    """Local worker processes, or the concurrent.futures face of a dask.distributed Client at `scheduler`."""
+    """Local worker processes (WorkerPool), or the concurrent.futures face of a dask.distributed Client
+    at `scheduler`."""
     if scheduler is None:
-        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = WorkerPool(workers)
         try:
             yield pool
         finally:

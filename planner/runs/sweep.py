@@ -73,8 +73,13 @@ class SweepSpec(_Strict):
     min_tokens_per_s: list[Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)]] = Field(
         min_length=1, description="per-user speed floors"
     )
-    chips_per_group: int | None = Field(default=None, gt=0, le=4096)
+    chips_per_group: int | list[int] | None = Field(
+        default=None, description="chips per group, or group sizes to choose from (the instance field)"
+    )
     max_groups: int = Field(default=128, gt=0, le=100_000)
+    split: Any = Field(default="auto", description="sub-layer parts (the instance field)")
+    max_chip_power: Any = Field(default="tdp", description="per-chip power limit (the instance field)")
+    max_power: Any = Field(default=None, description="pipeline power budget (the instance field)")
     stages: list[Annotated[int, Field(gt=0, le=100_000)]] | None = Field(
         default=None, description="fixed S values (null: enumerate S)"
     )
@@ -114,6 +119,9 @@ class SweepSpec(_Strict):
                 "kv_memory": mem,
                 "chips_per_group": self.chips_per_group,
                 "max_groups": self.max_groups,
+                "split": self.split,
+                "max_chip_power": self.max_chip_power,
+                "max_power": self.max_power,
                 "workload": {
                     "users": users,
                     "context": context,
@@ -137,7 +145,13 @@ def check_names(cases: Sequence[InstanceSpec], source: str) -> None:
     problems: list[str] = []
     seen: set[tuple] = set()
     for spec in cases:
-        key = (spec.model, spec.hardware, spec.kv_memory, spec.chips_per_group, spec.workload.weight_dtype)
+        key = (
+            spec.model,
+            spec.hardware,
+            spec.kv_memory,
+            str(spec.chips_per_group),
+            spec.workload.weight_dtype,
+        )
         if key in seen:
             continue
         seen.add(key)

@@ -58,8 +58,12 @@ def compare(
     cache: str | Path | None = DEFAULT_CACHE,
     workers: int | None = None,
     progress: Callable[[str], None] | None = None,
+    weight_dtype: str = "bf16",
+    kv_dtype: str = "bf16",
 ) -> Comparison:
-    """Solve every model x memory x users case and search each model x memory's max users (exact)."""
+    """Solve every model x memory x users case and search each model x memory's max users (exact).
+
+    `progress(label)` is called once per finished case and once per finished max-users search."""
     from planner.runs.cache import Cache
     from planner.runs.executor import run_cases
     from planner.runs.sweep import SweepSpec, check_names, table
@@ -77,6 +81,8 @@ def compare(
         chips_per_group=chips_per_group,
         max_groups=max_groups,
         solver=solver,
+        weight_dtype=weight_dtype,
+        kv_dtype=kv_dtype,
     )
     cases = grid.cases()
     check_names(cases, "compare")
