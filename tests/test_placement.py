@@ -119,17 +119,13 @@ def random_problem(seed: int, **force) -> tuple[Problem, int]:
         else None
     )
     in_flight = force.get("in_flight", 1 if rng.random() < 0.15 else None)
+    restrict = rng.random()
+    weight_tiers = ["sram"] if restrict < 0.1 else None  # weights pinned to SRAM, or KV kept out of it
+    kv_tiers = [t.name for t in tiers if t.name != "sram"] if 0.1 <= restrict < 0.35 else None
     problem = from_graph(
-        graph,
-        hw,
-        users,
-        context,
-        floor,
-        stages=stages,
-        in_flight=in_flight,
-        max_chip_power=chip,
-        max_power=budget,
-    )
+        graph, hw, users, context, floor, stages=stages, in_flight=in_flight, max_chip_power=chip,
+        max_power=budget, weight_tiers=weight_tiers, kv_tiers=kv_tiers,
+    )  # fmt: skip
     return problem, stages
 
 
@@ -137,10 +133,10 @@ def checked(problem: Problem, sol) -> float:
     """The plan is a valid S-stage placement that no constraint family objects to; returns its J/token."""
     nodes = list(problem.nodes)
     assert sol.groups is not None and all(sol.groups) and [n for g in sol.groups for n in g] == nodes
-    for split in (sol.weight_split, sol.kv_split):
+    for kind, split in (("w", sol.weight_split), ("k", sol.kv_split)):
         assert set(split) == set(nodes)
         for fractions in split.values():
-            assert set(fractions) <= set(problem.tiers)
+            assert set(fractions) <= set(problem.tiers_for(kind))
             assert sum(fractions.values()) == pytest.approx(1.0, abs=1e-9)
     cost = pipeline_cost(
         problem.graph, problem.hw, problem.users, problem.context, sol.groups, sol.weight_split, sol.kv_split,
@@ -177,7 +173,7 @@ def test_search_and_pyomo_match_exhaustive(seed: int) -> None:
 def test_random_instances_cover_every_case() -> None:
     """The generator exercises what the formulation has: feasible and infeasible, overlapping units,
     power limits that bind, one micro-batch in flight (walk-bound), split graphs."""
-    seen = dict(feasible=0, infeasible=0, overlap=0, power_binds=0, walk=0, split=0)
+    seen = dict(feasible=0, infeasible=0, overlap=0, power_binds=0, walk=0, split=0, pinned=0)
     for seed in SEEDS:
         problem, s = random_problem(seed)
         ref = exhaustive_stages(problem, s)
@@ -185,6 +181,7 @@ def test_random_instances_cover_every_case() -> None:
         seen["overlap"] += problem.hw.units_overlap
         seen["walk"] += not problem.cycle_bound(s)
         seen["split"] += problem.graph.graph.get("granularity") is not None
+        seen["pinned"] += bool(problem.spec.weight_tiers or problem.spec.kv_tiers) and ref.groups is not None
         if ref.groups and problem.max_chip_power_w is not None:
             free = exhaustive_stages(
                 dataclasses.replace(problem, spec=problem.spec.model_copy(update={"max_chip_power": "none"})),
@@ -193,6 +190,7 @@ def test_random_instances_cover_every_case() -> None:
             seen["power_binds"] += free.objective < ref.objective * (1 - 1e-6)
     assert seen["feasible"] >= 15 and seen["infeasible"] >= 5
     assert seen["overlap"] >= 10 and seen["walk"] >= 3 and seen["split"] >= 5 and seen["power_binds"] >= 1
+    assert seen["pinned"] >= 2
 
 
 def tiny(**kw) -> Problem:

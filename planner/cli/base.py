@@ -144,6 +144,11 @@ def parse_group_sizes(text: str | None) -> int | list[int] | None:
     return sizes[0] if len(sizes) == 1 and "," not in text else sizes
 
 
+def parse_names(text: str | None) -> list[str] | None:
+    """'sram,hbm3e' -> ['sram', 'hbm3e'] (tier lists)."""
+    return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
+
+
 def parse_split(text: str | None):
     """--split: 'auto', 'none', a size ('16 MB'), or parts per kind ('ffn=4,core=8')."""
     if text is None or "=" not in text:

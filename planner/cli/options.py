@@ -148,6 +148,16 @@ Split = Annotated[
         "kind (ffn=4,core=8,qkv=2,o=2,embed=4,lm_head=4,moe=8)",
     ),
 ]
+WeightTiers = Annotated[
+    str | None,
+    option(
+        "--weight-tiers", metavar="TIER[,TIER]", help="tiers the weights may use, e.g. sram (default: all)"
+    ),
+]
+KvTiers = Annotated[
+    str | None,
+    option("--kv-tiers", metavar="TIER[,TIER]", help="tiers the KV cache may use, e.g. hbm3e (default: all)"),
+]
 MaxChipPower = Annotated[
     str | None,
     option("--max-chip-power", metavar="WATTS", help="per-chip power limit: tdp (default), none, or '350 W'"),

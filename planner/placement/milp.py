@@ -193,17 +193,11 @@ def solve_milp(
     slices = []
     for a in chosen:
         tr, o = per_arc[a]
-        rows: dict[tuple, dict[int, float]] = {}
+        rows: dict[tuple, np.ndarray] = {}  # fractions over the allowed tiers, 0 where an item may not go
         for j, col in enumerate(tr.cols):
             if col[0] == "f":
-                rows.setdefault(col[1], {})[col[2]] = pyo.value(model.x[o + j])
-        slices.append(
-            (
-                int(arcs.starts[a]),
-                int(arcs.ends[a]),
-                {k: np.array([v[t] for t in sorted(v)]) for k, v in rows.items()},
-            )
-        )
+                rows.setdefault(col[1], np.zeros(len(d.tiers)))[col[2]] = pyo.value(model.x[o + j])
+        slices.append((int(arcs.starts[a]), int(arcs.ends[a]), rows))
     groups, w_split, k_split = placement(d, slices)
     bound = res.objective_bound
     status = "optimal" if tc == TerminationCondition.convergenceCriteriaSatisfied else "time_limit"

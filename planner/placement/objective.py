@@ -10,5 +10,5 @@ from planner.placement.rows import Col, SliceView, f
 def energy_terms(v: SliceView) -> tuple[list[tuple[Col, float]], float]:
     """(terms, constant) of a slice's dynamic J/token, scaled: each free item's energy per tier, plus its
     fixed items, compute, collectives and outgoing hop."""
-    terms = [(f(it, t), mult * e) for it, mult in v.items for t, e in enumerate(it.energy) if e]
+    terms = [(f(it, t), mult * it.energy[t]) for it, mult in v.items for t in it.allowed if it.energy[t]]
     return terms, v.energy_const

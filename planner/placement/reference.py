@@ -63,6 +63,8 @@ def _partition_lp(p: Problem, costs: list[NodeCost], cuts: tuple[int, ...], hops
     def col(i: int, kind: str, t: int) -> int:
         return i * width + (0 if kind == "w" else nt) + t
 
+    may = {kind: set(p.tiers_for(kind)) for kind in "wk"}  # the tiers weights and KV may use
+
     for i, c in enumerate(costs):
         pw, pk = i * width + 2 * nt, i * width + 2 * nt + 1
         lo[pw], hi[pw] = c.weight_compute_s / ts, np.inf
@@ -77,6 +79,8 @@ def _partition_lp(p: Problem, costs: list[NodeCost], cuts: tuple[int, ...], hops
             a_eq.append(row)
             b_eq.append(1.0)
             for t, name in enumerate(tiers):
+                if name not in may[kind]:
+                    hi[col(i, kind, t)] = 0.0
                 energy[col(i, kind, t)] = joules[name] / b / es
                 row = np.zeros(ncol)
                 row[col(i, kind, t)], row[ph] = reads[name] / ts, -1.0

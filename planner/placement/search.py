@@ -351,6 +351,133 @@ class CycleSearch:
         return best_t, best_f, bound, True
 
 
+class WalkSearch:
+    """Least energy plus static energy of the walk, the walk within the period the floor allows: the
+    relaxation of pipelines the walk can bind (planner.placement.solve), exact for one micro-batch.
+
+    In the latency view (planner.placement.stage.walk_data) each type's frontier E(L) gives its least
+    energy at latency L. With the budget sum(L) <= W_max priced by a multiplier mu, the best path is a
+    shortest path with arc cost min_L E(L) + (c + mu) L (a frontier vertex): the dual value
+    DP(c + mu) - mu W_max bounds the relaxation for every mu >= 0. The multiplier is searched by
+    bisection; the primal is the under-budget path at the bisection's upper end, its latencies then
+    spent on its arcs' cheapest frontier segments while the budget lasts (the exact LP on that path)."""
+
+    def __init__(self, pricing: Pricing, arcs: Arcs):
+        d = pricing.d
+        self.n, self.s, self.arcs, self.pricing = d.n, d.stages, arcs, pricing
+        kinds = sorted(set(arcs.types.tolist()))
+        self.fr = [pricing.frontier(k) for k in kinds]
+        index = {k: j for j, k in enumerate(kinds)}
+        self.arc_type = np.array([index[k] for k in arcs.types.tolist()], dtype=np.int64)
+        self.uniq_ends, self.first_of_end = np.unique(arcs.ends, return_index=True)
+
+    def _choice(self, lam: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per arc: (E + lam L, L, E) at the frontier vertex that minimizes E + lam L."""
+        vals, lats, ens = [], [], []
+        for f in self.fr:
+            k = int(np.argmin(f.energies + lam * f.times))
+            vals.append(f.energies[k] + lam * f.times[k])
+            lats.append(f.times[k])
+            ens.append(f.energies[k])
+        at = self.arc_type
+        return np.array(vals)[at], np.array(lats)[at], np.array(ens)[at]
+
+    def _path(self, cost: np.ndarray) -> tuple[float, list[int]]:
+        a = self.arcs
+        prev = np.full(self.n + 1, np.inf)
+        prev[0] = 0.0
+        parents = []
+        for _ in range(self.s):
+            vals = prev[a.starts] + cost
+            best = np.minimum.reduceat(vals, self.first_of_end)
+            hit = vals <= np.repeat(best, np.diff(np.append(self.first_of_end, len(vals))))
+            idx = np.flatnonzero(hit)
+            group = np.searchsorted(self.first_of_end, idx, side="right") - 1
+            firsts = idx[np.unique(group, return_index=True)[1]]
+            cur, par = np.full(self.n + 1, np.inf), np.full(self.n + 1, -1)
+            cur[a.ends[firsts]] = vals[firsts]
+            par[a.ends[firsts]] = firsts
+            parents.append(par)
+            prev = cur
+        if not np.isfinite(prev[self.n]):
+            return math.inf, []
+        chosen, pos = [], self.n
+        for par in reversed(parents):
+            arc = int(par[pos])
+            chosen.append(arc)
+            pos = int(a.starts[arc])
+        return float(prev[self.n]), chosen[::-1]
+
+    def _spend(self, path: list[int], lat: np.ndarray, c: float, w_max: float) -> list[float]:
+        """The path's latencies: from its vertices, move along each arc's frontier segments that save
+        more energy per unit of latency than c costs, cheapest first, while the budget lasts."""
+        lats = [float(lat[a]) for a in path]
+        room = w_max - sum(lats)
+        segments = []
+        for j, a in enumerate(path):
+            f = self.fr[int(self.arc_type[a])]
+            k = int(np.searchsorted(f.times, lats[j] - 1e-15))
+            for v in range(k, len(f.times) - 1):
+                dt = f.times[v + 1] - f.times[v]
+                slope = (f.energies[v + 1] - f.energies[v]) / dt
+                segments.append((slope, j, dt))
+        for slope, j, dt in sorted(segments):
+            if room <= 0 or slope + c >= 0:
+                break
+            step = min(dt, room)
+            lats[j] += step
+            room -= step
+        return lats
+
+    def run(self, c: float, w_max: float, rel_gap: float) -> tuple[list[int], list[float], float, float]:
+        """(path, latency of each of its arcs, best value, dual bound), scaled; an empty path when no
+        path meets the budget."""
+        value, path = self._path(self._choice(c)[0])
+        if not path:
+            return [], [], math.inf, math.inf
+        _, lat, en = self._choice(c)
+        if sum(lat[a] for a in path) <= w_max:  # the budget does not bind: exact
+            return path, [float(lat[a]) for a in path], value, value
+        bound = -math.inf
+        lo, hi = 0.0, max(1.0, c)
+        best: tuple[list[int], float] | None = None
+
+        def probe(mu: float) -> bool:
+            nonlocal bound, best
+            dp, pth = self._path(self._choice(c + mu)[0])
+            if not pth:
+                return False
+            bound = max(bound, dp - mu * w_max)
+            _, lat_mu, en_mu = self._choice(c + mu)
+            w = sum(lat_mu[a] for a in pth)
+            if w <= w_max:
+                lats = self._spend(pth, lat_mu, c, w_max)
+                e = sum(self._energy(a, L) for a, L in zip(pth, lats))
+                primal = e + c * sum(lats)
+                if best is None or primal < best[1]:
+                    best = ((pth, lats), primal)
+                return True
+            return False
+
+        for _ in range(60):  # an upper end where the path fits the budget
+            if probe(hi):
+                break
+            lo, hi = hi, hi * 4
+        else:
+            return [], [], math.inf, bound
+        for _ in range(60):
+            if best is not None and best[1] - bound <= rel_gap * abs(best[1]):
+                break
+            mid = 0.5 * (lo + hi)
+            lo, hi = (lo, mid) if probe(mid) else (mid, hi)
+        (pth, lats), primal = best
+        return pth, lats, primal, min(bound, primal)
+
+    def _energy(self, arc: int, latency: float) -> float:
+        f = self.fr[int(self.arc_type[arc])]
+        return float(np.interp(latency, f.times, f.energies))
+
+
 def bottleneck_cycle(pricing: Pricing, arcs: Arcs) -> float | None:
     """The least cycle (scaled) any placement on exactly S stages reaches within capacity, energy
     ignored: a bottleneck path (min over paths of the max arc cycle). None when no placement fits."""

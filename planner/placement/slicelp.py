@@ -100,14 +100,14 @@ class Frontier:
         theta = min(1.0, max(0.0, (tau - t0) / (t1 - t0)))
         return (1 - theta) * self.x[k] + theta * self.x[k + 1]
 
-    def fractions(self, tau: float) -> dict[tuple, np.ndarray]:
-        """{(class, kind): tier fractions} at cycle tau."""
+    def fractions(self, tau: float, tiers: int) -> dict[tuple, np.ndarray]:
+        """{(class, kind): fractions over the `tiers` allowed tiers (0 where it may not go)} at cycle tau."""
         x = self.x_at(tau)
-        out: dict[tuple, list[float]] = {}
+        out: dict[tuple, np.ndarray] = {}
         for j, col in enumerate(self.cols):
             if col[0] == "f":
-                out.setdefault(col[1], {})[col[2]] = x[j]
-        return {key: np.array([v[t] for t in sorted(v)]) for key, v in out.items()}
+                out.setdefault(col[1], np.zeros(tiers))[col[2]] = x[j]
+        return out
 
 
 class SliceLP:

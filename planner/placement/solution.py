@@ -52,7 +52,7 @@ def fractions(row: np.ndarray, tiers: tuple[str, ...]) -> dict[str, float]:
     """Solver fractions clipped to [0, 1] and renormalized to sum to 1; zeros dropped."""
     x = np.clip(np.asarray(row, dtype=float), 0.0, 1.0)
     total = float(x.sum())
-    if total <= 0:
+    if total <= 0:  # nothing to place (a solver's zero row): the first tier, as a fixed item would be
         return {tiers[0]: 1.0}
     return {t: float(v) / total for t, v in zip(tiers, x) if v / total > 1e-12}
 
@@ -61,8 +61,9 @@ def placement(
     d: StageData, slices: list[tuple[int, int, dict[tuple, np.ndarray]]]
 ) -> tuple[tuple[tuple[str, ...], ...], dict[str, dict[str, float]], dict[str, dict[str, float]]]:
     """Groups and per-node splits from (start, end, {(class, kind): tier fractions}) per stage; fixed
-    items sit in the first allowed tier."""
+    items sit in the first tier they may use."""
     nodes = d.problem.nodes
+    first = {kind: d.problem.tiers_for(kind)[0] for kind in "wk"}
     groups, w_split, k_split = [], {}, {}
     for i, e, rows in slices:
         groups.append(nodes[i:e])
@@ -70,5 +71,5 @@ def placement(
             c = d.node_class[pos]
             for kind, split in (("w", w_split), ("k", k_split)):
                 row = rows.get((c, kind))
-                split[nodes[pos]] = {d.tiers[0]: 1.0} if row is None else fractions(row, d.tiers)
+                split[nodes[pos]] = {first[kind]: 1.0} if row is None else fractions(row, d.tiers)
     return tuple(groups), w_split, k_split

@@ -24,10 +24,11 @@ import numpy as np
 from planner.cost.pipeline import pipeline_cost
 from planner.placement import reference
 from planner.placement.bounds import lower_bound
+from planner.placement.constraints import check
 from planner.placement.milp import solve_milp
-from planner.placement.search import Arcs, CycleSearch, Pricing, TimeUp, build_arcs
+from planner.placement.search import Arcs, CycleSearch, Pricing, TimeUp, WalkSearch, build_arcs
 from planner.placement.solution import StageSolution, empty, placement
-from planner.placement.stage import stage_data
+from planner.placement.stage import stage_data, walk_data
 from planner.plans.plan import GroupSizeRecord, Plan, SolverFacts, StageRecord, clean_split, evaluate, figures
 from planner.problem.problem import Problem
 
@@ -48,6 +49,13 @@ class StageRun:
 
 def _priced(problem: Problem, sol: StageSolution, clock_s: float | None) -> StageSolution:
     """The solution with its objective recomputed by planner.cost.pipeline_cost (the number users see)."""
+    return _evaluated(problem, sol, clock_s)[0]
+
+
+def _evaluated(
+    problem: Problem, sol: StageSolution, clock_s: float | None
+) -> tuple[StageSolution, list[str]]:
+    """(the solution priced by planner.cost.pipeline_cost at its clock, the constraints it violates)."""
     cost = pipeline_cost(
         problem.graph,
         problem.hw,
@@ -62,7 +70,13 @@ def _priced(problem: Problem, sol: StageSolution, clock_s: float | None) -> Stag
     obj = cost.joules_per_token
     bound = None if sol.best_bound is None else min(sol.best_bound, obj)
     gap = None if bound is None else max(0.0, (obj - bound) / obj)
-    return dataclasses.replace(sol, objective=obj, best_bound=bound, gap=gap, cycle_s=cost.cycle_s)
+    priced = dataclasses.replace(sol, objective=obj, best_bound=bound, gap=gap, cycle_s=cost.cycle_s)
+    return priced, check(problem, cost)
+
+
+MILP_FALLBACK_ARCS = (
+    3_000  # a walk-bound S whose relaxations leave a gap goes to the Pyomo MILP when this small
+)
 
 
 def solve_stage(
@@ -74,8 +88,14 @@ def solve_stage(
     cutoff: float | None = None,
 ) -> StageRun:
     """Least joules per token with exactly `stages` stages. `cutoff` (J/token): only plans strictly better
-    are wanted; an S that cannot beat it ends 'infeasible' with best_bound near the cutoff (pruned).
-    Never raises for an infeasible instance; a HiGHS failure gives status 'error' with its message."""
+    are wanted; an S that cannot beat it ends 'pruned' with best_bound near the cutoff. Never raises for
+    an infeasible instance; a HiGHS failure gives status 'error' with its message.
+
+    A cycle-bound pipeline (m >= slots x S) is solved exactly by the cycle search. Otherwise the walk can
+    bind, and two relaxations bound the true problem from below: the cycle search (period m x T, the walk
+    left out) and the walk search (period = walk, the groups' cycles left out, planner.placement.search.
+    WalkSearch). A relaxation's plan that meets what it left out is optimal; the better of the two plans
+    is kept with the best bound, and a gap above `rel_gap` goes to the Pyomo MILP when it is small."""
     t0 = time.perf_counter()
     deadline = math.inf if time_limit is None else t0 + float(time_limit)
     m = problem.micro_batches(stages)
@@ -100,7 +120,6 @@ def solve_stage(
         msg = f"no placement below the cutoff {cutoff:.6g} J/token (lower bound {bound_j:.6g})"
         return StageRun(empty(stages, m, "pruned", msg, best_bound=bound_j, build_s=time.perf_counter() - t0))
     pricing = Pricing(d)
-    cycle_bound = problem.cycle_bound(stages) and method == "milp"
     try:
         arcs = build_arcs(pricing, deadline)
     except TimeUp:
@@ -114,20 +133,21 @@ def solve_stage(
             empty(stages, m, "error", msg, build_s=time.perf_counter() - t0, work=pricing.lp_solves)
         )
     build_s = time.perf_counter() - t0
+    if method == "pyomo":  # the formulation of record for every S (slow; for comparison)
+        return _milp_run(problem, pricing, arcs, bound, time_limit, deadline, rel_gap, cutoff, build_s)
+    run = _cycle_run(problem, pricing, arcs, bound, rel_gap, cutoff, deadline, build_s)
+    if problem.cycle_bound(stages) or run.solution.groups is None:  # a relaxation with no plan: the same
+        return run
+    return _walk_bound(problem, run, bound, rel_gap, cutoff, time_limit, deadline, build_s)
+
+
+def _cycle_run(problem, pricing, arcs, bound, rel_gap, cutoff, deadline, build_s) -> StageRun:
+    """The exact cycle search (period m x T); a relaxation when the walk can bind."""
+    d, m, stages = pricing.d, pricing.d.micro_batches, pricing.d.stages
+    es = d.energy_unit_j
     if not len(arcs):
         msg = "no slice fits a group within the speed floor"
         return StageRun(empty(stages, m, "infeasible", msg, build_s=build_s, work=pricing.lp_solves))
-    if not cycle_bound:  # the walk can bind: the formulation of record
-        left = None if time_limit is None else max(1.0, deadline - time.perf_counter())
-        sol, clock = solve_milp(pricing, arcs, None, left, rel_gap)
-        sol = dataclasses.replace(sol, build_s=build_s + sol.build_s, work=pricing.lp_solves)
-        if sol.groups is None:
-            return StageRun(sol, pricing, arcs)
-        sol = dataclasses.replace(sol, best_bound=max(sol.best_bound or 0.0, bound) * es)
-        sol = _priced(problem, sol, clock * d.time_unit_s)
-        if cutoff is not None and sol.objective >= cutoff:
-            return StageRun(empty(stages, m, "pruned", "no better than the cutoff", best_bound=cutoff))
-        return StageRun(sol, pricing, arcs, None, clock)
     t1 = time.perf_counter()
     search = CycleSearch(pricing, arcs)
     if d.pipeline_power is not None and search.budget_floor(d.pipeline_power) is None:
@@ -135,7 +155,7 @@ def solve_stage(
         return StageRun(empty(stages, m, "infeasible", msg, build_s=build_s, work=pricing.lp_solves))
     best_t, best_f, lb, finished = search.run(rel_gap, None if cutoff is None else cutoff / es, deadline)
     solve_s = time.perf_counter() - t1
-    lb_j = max(lb, bound) * es if math.isfinite(lb) else bound_j
+    lb_j = max(lb, bound) * es if math.isfinite(lb) else bound * es
     if best_t is None:
         status = "time_limit" if not finished else ("pruned" if cutoff is not None else "infeasible")
         msg = (
@@ -148,7 +168,7 @@ def solve_stage(
     slices = []
     for a in search.path(best_t):
         frontier = pricing.frontier(int(arcs.types[a]))
-        slices.append((int(arcs.starts[a]), int(arcs.ends[a]), frontier.fractions(best_t)))
+        slices.append((int(arcs.starts[a]), int(arcs.ends[a]), frontier.fractions(best_t, len(d.tiers))))
     groups, w_split, k_split = placement(d, slices)
     sol = StageSolution(
         stages=stages,
@@ -171,6 +191,97 @@ def solve_stage(
         work=pricing.lp_solves,
     )
     return StageRun(_priced(problem, sol, best_t * d.time_unit_s), pricing, arcs, search, best_t)
+
+
+def _walk_bound(problem, cycle: StageRun, bound, rel_gap, cutoff, time_limit, deadline, build_s) -> StageRun:
+    """An S the walk can bind: the cycle search's and the walk search's plans and bounds (solve_stage)."""
+    d = cycle.pricing.d if cycle.pricing is not None else stage_data(problem, cycle.solution.stages)
+    stages, m, es = d.stages, d.micro_batches, d.energy_unit_j
+    t1 = time.perf_counter()
+    walk = Pricing(walk_data(d))
+    warcs = build_arcs(walk, deadline)
+    lower = [bound * es]
+    if cycle.solution.best_bound is not None and cycle.solution.status in ("optimal", "pruned", "infeasible"):
+        lower.append(
+            cycle.solution.best_bound if cycle.solution.groups is None else cycle.solution.best_bound
+        )
+    plans: list[StageSolution] = []
+    if cycle.solution.groups is not None:
+        priced, violations = _evaluated(problem, cycle.solution, cycle.solution.cycle_s)
+        if not violations:
+            plans.append(priced)
+    if len(warcs):
+        search = WalkSearch(walk, warcs)
+        path, lats, value, dual = search.run(walk.d.static_e, walk.d.t_max, rel_gap)
+        lower.append(dual * es)
+        if path:
+            slices = []
+            for a, latency in zip(path, lats):
+                frontier = walk.frontier(int(warcs.types[a]))
+                slices.append(
+                    (int(warcs.starts[a]), int(warcs.ends[a]), frontier.fractions(latency, len(d.tiers)))
+                )
+            groups, w_split, k_split = placement(d, slices)
+            walk_s = sum(lats) * d.time_unit_s
+            sol = empty(stages, m, "optimal", "")
+            sol = dataclasses.replace(sol, groups=groups, weight_split=w_split, kv_split=k_split)
+            priced, violations = _evaluated(problem, sol, walk_s / m)
+            if not violations:
+                plans.append(priced)
+    elif not plans:
+        lower.append(math.inf)  # no slice fits within the floor's period: infeasible
+    best_bound = max(lower)
+    solve_s = time.perf_counter() - t1
+    best = min(plans, key=lambda s: s.objective, default=None)
+    if best is not None and (best.objective - best_bound) <= rel_gap * best.objective:
+        msg = f"walk-bound S: cycle and walk relaxations, {len(warcs)} walk arcs; {cycle.solution.message}"
+        return StageRun(
+            dataclasses.replace(best, status="optimal", best_bound=min(best_bound, best.objective),
+                                gap=max(0.0, (best.objective - best_bound) / best.objective), build_s=build_s,
+                                solve_s=solve_s, message=msg, work=cycle.pricing.lp_solves + walk.lp_solves),
+            cycle.pricing, cycle.arcs, None, None,
+        )  # fmt: skip
+    if best is None and not math.isfinite(best_bound):
+        msg = "no placement meets the capacities and the speed floor"
+        return StageRun(empty(stages, m, "infeasible", msg, build_s=build_s, solve_s=solve_s))
+    if cutoff is not None and best_bound >= cutoff:
+        return StageRun(empty(stages, m, "pruned", "no better than the cutoff", best_bound=best_bound))
+    if len(cycle.arcs or ()) <= MILP_FALLBACK_ARCS:  # close the gap with the formulation of record
+        run = _milp_run(
+            problem, cycle.pricing, cycle.arcs, bound, time_limit, deadline, rel_gap, cutoff, build_s
+        )
+        if run.solution.groups is not None and (best is None or run.solution.objective <= best.objective):
+            return run
+        if best is None:
+            return run
+    gap = None if best is None else max(0.0, (best.objective - best_bound) / best.objective)
+    msg = (
+        f"walk-bound S: best of the cycle and walk relaxations, proven within {gap:.2e}"
+        if gap is not None
+        else ""
+    )
+    if best is None:
+        return StageRun(empty(stages, m, "time_limit", "no plan from the relaxations", best_bound=best_bound))
+    return StageRun(dataclasses.replace(best, status="time_limit", best_bound=best_bound, gap=gap, message=msg,
+                                        build_s=build_s, solve_s=solve_s), cycle.pricing, cycle.arcs)  # fmt: skip
+
+
+def _milp_run(problem, pricing, arcs, bound, time_limit, deadline, rel_gap, cutoff, build_s) -> StageRun:
+    """The Pyomo MILP over the priced arcs, T free (every S for --method pyomo; walk-bound gaps)."""
+    d = pricing.d
+    es = d.energy_unit_j
+    left = None if time_limit is None else max(1.0, deadline - time.perf_counter())
+    sol, clock = solve_milp(pricing, arcs, None, left, rel_gap)
+    sol = dataclasses.replace(sol, build_s=build_s + sol.build_s, work=pricing.lp_solves)
+    if sol.groups is None:
+        return StageRun(sol, pricing, arcs)
+    sol = dataclasses.replace(sol, best_bound=max(sol.best_bound or 0.0, bound) * es)
+    sol = _priced(problem, sol, clock * d.time_unit_s)
+    if cutoff is not None and sol.objective >= cutoff:
+        return StageRun(
+            empty(d.stages, d.micro_batches, "pruned", "no better than the cutoff", best_bound=cutoff)
+        )
+    return StageRun(sol, pricing, arcs, None, clock)
 
 
 def useful_arcs(run: StageRun, tol: float = FINAL_TOL) -> Arcs:

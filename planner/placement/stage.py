@@ -13,6 +13,7 @@ so that tiny test models and DeepSeek-V3 are equally well scaled for HiGHS.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -30,11 +31,13 @@ class Item:
 
     `share[t]`: resident bytes / one group's capacity of tier t; `read[t]`: the phase's read time with all
     of it in t (roofline term); `tier[t]`: the tier's busy time for that traffic; `floor`: the phase's
-    compute time; `energy[t]`: J/token with all of it in t; `unit`: the unit that runs the phase."""
+    compute time; `energy[t]`: J/token with all of it in t; `unit`: the unit that runs the phase;
+    `allowed`: the tiers it may use (Problem.tiers_for)."""
 
     cls: int
     kind: str
     unit: str
+    allowed: tuple[int, ...]  # indices of the tiers it may use
     share: tuple[float, ...]
     read: tuple[float, ...]
     tier: tuple[float, ...]
@@ -91,6 +94,7 @@ class StageData:
     static_e: float  # scaled J/token per scaled time unit of cycle (cycle-bound: static W x m / U)
     chip_power: float | None  # scaled: a group's energy per micro-batch <= chip_power x cycle
     pipeline_power: float | None  # scaled: all groups' energy per micro-batch <= pipeline_power x cycle
+    walk: bool = False  # the latency view (walk_data): tau is a slice's latency, not the cycle
 
     @property
     def n(self) -> int:
@@ -143,6 +147,7 @@ def stage_data(problem: Problem, stages: int) -> StageData:
     ts, es = _scales(costs, b)
     cap = [problem.tier_capacity_bytes(t) for t in tiers]
     units = tuple(u.name for u in hw.units)
+    allowed = {kind: tuple(i for i, t in enumerate(tiers) if t in problem.tiers_for(kind)) for kind in "wk"}
     classes = []
     for ci, c in enumerate(costs):
         free, fixed_unit = [], dict.fromkeys(units, 0.0)
@@ -156,17 +161,19 @@ def stage_data(problem: Problem, stages: int) -> StageData:
                 cls=ci,
                 kind=kind,
                 unit=unit,
+                allowed=allowed[kind],
                 share=tuple(res / x for x in cap),
                 read=tuple(read[t] / ts for t in tiers),
                 tier=tuple(tier_s[t] / ts for t in tiers),
                 floor=floor / ts,
                 energy=tuple(joules[t] / b / es for t in tiers),
             )
-            if len(tiers) == 1 or (res == 0 and not any(item.read)):
-                fixed_unit[unit] += max(item.floor, item.read[0])
-                fixed_tier[0] += item.tier[0]
-                fixed_share[0] += item.share[0]
-                fixed_e += item.energy[0]
+            if len(item.allowed) == 1 or (res == 0 and not any(item.read)):
+                t0 = item.allowed[0]  # all of it in its first allowed tier
+                fixed_unit[unit] += max(item.floor, item.read[t0])
+                fixed_tier[t0] += item.tier[t0]
+                fixed_share[t0] += item.share[t0]
+                fixed_e += item.energy[t0]
             else:
                 free.append(item)
         classes.append(
@@ -218,4 +225,19 @@ def stage_data(problem: Problem, stages: int) -> StageData:
         static_e=static * m * ts / (problem.users * es),
         chip_power=None if chip_limit is None else c_chips * (chip_limit - s_chip) * energy_per_power,
         pipeline_power=None if budget is None else (budget - static) * energy_per_power,
+    )
+
+
+def walk_data(d: StageData) -> StageData:
+    """The latency view of one S, for pipelines the walk can bind (fewer micro-batches than slots):
+    each slice's tau is its latency through its group (the timing family writes that one row), the
+    limit is the whole period the floor allows, and the static energy is per unit of walk (period =
+    walk). Power rows are left out: a plan from this view is checked with the full model afterwards."""
+    return dataclasses.replace(
+        d,
+        walk=True,
+        t_max=d.t_max * d.micro_batches,
+        static_e=d.static_e / d.micro_batches,
+        chip_power=None,
+        pipeline_power=None,
     )

@@ -151,9 +151,10 @@ def _structure_violations(problem: Problem, plan: Plan) -> list[str]:
             if fractions is None:
                 v.append(f"{kind}: no entry for {n}")
                 continue
-            bad_tiers = sorted(set(fractions) - set(problem.tiers))
+            may = problem.tiers_for("w" if kind == "weight_split" else "k")
+            bad_tiers = sorted(set(fractions) - set(may))
             if bad_tiers:
-                v.append(f"{kind}.{n}: tiers {bad_tiers} not allowed (allowed: {list(problem.tiers)})")
+                v.append(f"{kind}.{n}: tiers {bad_tiers} not allowed (allowed: {list(may)})")
             if any(f < -SPLIT_TOLERANCE for f in fractions.values()):
                 v.append(f"{kind}.{n}: negative fraction")
             if abs(sum(fractions.values()) - 1.0) > SPLIT_TOLERANCE:

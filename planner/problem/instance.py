@@ -8,6 +8,8 @@ An instance file (instances/*.yaml):
     chips_per_group: 8              # optional: default from the hardware; a list [1, 2, 4, 8]: pick the best
     max_groups: 64                  # the largest number of groups (stages) allowed
     tiers: [sram, novel-kv-dram]    # optional: tiers each group may use (default: all of the hardware's)
+    weight_tiers: [sram]            # optional: tiers the weights may use (default: all allowed tiers)
+    kv_tiers: null                  # optional: tiers the KV cache may use
     split: auto                     # optional: sub-layer parts: auto | none | "16 MB" | {ffn: 4, core: 8, ...}
     max_chip_power: tdp             # optional: per-chip power limit: tdp (default) | none | "350 W"
     max_power: null                 # optional: power budget of the whole pipeline, e.g. "1.2 MW"
@@ -93,6 +95,10 @@ class InstanceSpec(_Strict):
     )
     max_groups: int = Field(gt=0, le=100_000)
     tiers: list[str] | None = None
+    weight_tiers: list[str] | None = Field(
+        default=None, description="tiers the weights may use (default: all)"
+    )
+    kv_tiers: list[str] | None = Field(default=None, description="tiers the KV cache may use (default: all)")
     split: SplitSpec = Field(
         default="auto",
         description="sub-layer parts: auto, none, the most weight bytes per part ('16 MB'), or parts per kind",

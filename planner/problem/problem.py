@@ -130,6 +130,11 @@ class Problem:
         return weights, kv
 
     # ---------------------------------------------------------------------------------- the hardware
+    def tiers_for(self, kind: str) -> tuple[str, ...]:
+        """The tiers the weights ("w") or the KV ("k") of a node may use, in hardware order."""
+        chosen = self.spec.weight_tiers if kind == "w" else self.spec.kv_tiers
+        return self.tiers if not chosen else tuple(t for t in self.tiers if t in chosen)
+
     def tier_capacity_bytes(self, tier: str) -> float:
         """Bytes one group holds in `tier` (all its chips)."""
         return self.hw.tier(tier).capacity_bytes * self.hw.chips_per_group
@@ -204,6 +209,12 @@ def build(spec: InstanceSpec, model: Model, base_hw: Hardware, tiers: tuple[str,
     unknown = [t for t in tiers if t not in names]
     if unknown:
         raise PlannerInputError(source, [f"tiers: {unknown} not on {hw.name}; its tiers are {list(names)}"])
+    for field in ("weight_tiers", "kv_tiers"):
+        chosen = getattr(spec, field)
+        if chosen is not None and (not chosen or any(t not in tiers for t in chosen)):
+            raise PlannerInputError(
+                source, [f"{field}: {chosen} must name one or more of the allowed tiers {list(tiers)}"]
+            )
     granularity = _granularity(spec, model, hw, tiers)
     graph = split_graph(model.graph, granularity)
     return Problem(spec, model, hw, tiers, granularity, graph, base_hw)
@@ -239,6 +250,8 @@ def from_graph(
     in_flight: int | None = None,
     max_chip_power: str | float = "none",
     max_power: float | None = None,
+    weight_tiers: list[str] | None = None,
+    kv_tiers: list[str] | None = None,
     name: str = "in-memory graph",
 ) -> Problem:
     """A Problem from a graph and a hardware built in code (tests, studies): no files are read. The
@@ -250,6 +263,8 @@ def from_graph(
         chips_per_group=hw.chips_per_group,
         max_groups=max_groups or graph.number_of_nodes(),
         tiers=list(tiers) if tiers else None,
+        weight_tiers=weight_tiers,
+        kv_tiers=kv_tiers,
         split="none",
         max_chip_power=max_chip_power,
         max_power=max_power,

@@ -15,7 +15,9 @@ FAMILY = "capacity"
 def slice_rows(v: SliceView) -> list[Row]:
     rows = []
     for t, name in enumerate(v.d.tiers):
-        terms = tuple((f(it, t), mult * it.share[t]) for it, mult in v.items if it.share[t] > 0)
+        terms = tuple(
+            (f(it, t), mult * it.share[t]) for it, mult in v.items if it.share[t] > 0 and t in it.allowed
+        )
         const, rhs = float(v.share_const[t]), v.groups * (1.0 - CAPACITY_MARGIN)
         if terms or const > rhs:
             rows.append(Row(FAMILY, f"capacity[{name}]", terms, const=const, rhs=rhs))

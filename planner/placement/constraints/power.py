@@ -24,8 +24,8 @@ FAMILY = "power"
 
 def slice_rows(v: SliceView) -> list[Row]:
     d = v.d
-    rows = []
-    if d.chip_power is None and d.pipeline_power is None:
+    rows: list[Row] = []
+    if d.chip_power is None and d.pipeline_power is None:  # no limit (or the latency view)
         return rows
     terms, const = energy_terms(v)
     terms = tuple(terms)

@@ -10,7 +10,8 @@ FAMILY = "roofline"
 def slice_rows(v: SliceView) -> list[Row]:
     rows = []
     for it, _ in v.items:
-        for t, read in enumerate(it.read):
+        for t in it.allowed:
+            read = it.read[t]
             if read > 0:
                 rows.append(Row(FAMILY, f"read[{it.cls},{it.kind},{t}]", ((f(it, t), read), (p(it), -1.0))))
         if it.floor > 0:  # floor - p <= 0

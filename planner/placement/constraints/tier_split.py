@@ -1,4 +1,5 @@
-"""Tier split: each free item's tier fractions sum to one (FORMULATION §4: w and k per node and tier)."""
+"""Tier split: each free item's fractions over the tiers it may use sum to one (FORMULATION §4: w and k
+per node and tier; Problem.tiers_for restricts the weights or the KV to some tiers)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ FAMILY = "tier_split"
 
 
 def slice_rows(v: SliceView) -> list[Row]:
-    nt = len(v.d.tiers)
     return [
-        Row(FAMILY, f"split[{it.cls},{it.kind}]", tuple((f(it, t), 1.0) for t in range(nt)), rhs=1.0, eq=True)
+        Row(
+            FAMILY, f"split[{it.cls},{it.kind}]", tuple((f(it, t), 1.0) for t in it.allowed), rhs=1.0, eq=True
+        )
         for it, _ in v.items
     ]

@@ -21,7 +21,7 @@ FAMILY = "timing"
 
 def slice_rows(v: SliceView) -> list[Row]:
     d, g = v.d, v.groups
-    if not d.overlap:
+    if not d.overlap or d.walk:  # one resource, or the latency view (planner.placement.stage.walk_data)
         terms = tuple((p(it), mult) for it, mult in v.items)
         return [Row(FAMILY, "latency", terms, tau=-g, const=v.latency_const)]
     rows = []
@@ -30,7 +30,9 @@ def slice_rows(v: SliceView) -> list[Row]:
         if terms or v.unit_const[u]:
             rows.append(Row(FAMILY, f"unit[{u}]", terms, tau=-g, const=v.unit_const[u]))
     for t, name in enumerate(d.tiers):
-        terms = tuple((f(it, t), mult * it.tier[t]) for it, mult in v.items if it.tier[t] > 0)
+        terms = tuple(
+            (f(it, t), mult * it.tier[t]) for it, mult in v.items if it.tier[t] > 0 and t in it.allowed
+        )
         if terms or v.tier_const[t]:
             rows.append(Row(FAMILY, f"tier[{name}]", terms, tau=-g, const=float(v.tier_const[t])))
     for link, busy in v.link_const.items():
