@@ -1,0 +1,168 @@
+"""The chip group as the seed draws it, each capability checked by hand on a tiny instance, and the
+closed-form limits (capacity, KV bandwidth) reached by the optimizer where they bind.
+
+Hand figures come from the hardware YAML (instances/hardware/sram-pipeline.yaml, instances/memory/*.yaml)
+and the model's shape, written out here, not from planner.cost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from planner.cost.pipeline import pipeline_cost
+from planner.hardware.catalog import Unit, load_hardware
+from planner.model.config import HFConfig
+from planner.model.graph import Dtypes, build_graph
+from planner.model.split import Granularity, split_graph
+from planner.problem.instance import spec_from_flags
+from planner.studies.capacity import max_users
+
+# sram-pipeline: 1000 TFLOP/s MAC, 250 TFLOP/s attention unit, compute fraction 0.7, bandwidth 0.9;
+# HBM3E 4 stacks x 1.2 TB/s per chip; inter-group link 1 TB/s x 0.9, 0.2 us; intra 2 TB/s x 0.9, 0.5 us
+SRAM_PIPE = load_hardware("sram-pipeline", kv_memory="hbm3e")
+CFG = HFConfig(
+    model_type="llama", hidden_size=256, num_hidden_layers=1, num_attention_heads=8, num_key_value_heads=4,
+    intermediate_size=512, vocab_size=1000,
+)  # fmt: skip
+H, HEADS, KV_HEADS, D = 256, 8, 4, 32  # head_dim = 256 / 8
+
+
+class Placed:
+    """`names` (contiguous) as one group, the nodes before and after it in groups of their own."""
+
+    def __init__(self, graph, hw, users, context, names):
+        nodes = list(graph.nodes)
+        i, j = nodes.index(names[0]), nodes.index(names[-1]) + 1
+        groups = [g for g in (nodes[:i], nodes[i:j], nodes[j:]) if g]
+        w = {n: {"sram": 1.0} for n in nodes}
+        k = {n: {"hbm3e": 1.0} for n in nodes}
+        self.pipeline = pipeline_cost(graph, hw, users, context, groups, w, k)
+        self.group = self.pipeline.groups[groups.index(nodes[i:j])]
+
+
+def one_group(graph, hw, users, context, names):
+    return Placed(graph, hw, users, context, names)
+
+
+def test_split_attention_core_holds_its_heads_kv_and_time():
+    """Two cores by KV heads: each holds 2 of the 4 KV heads' cache (2 x 2 heads x 32 x 2 B = 256 B per
+    token per user) and does half the attention; its context phase reads half the bytes."""
+    whole = build_graph(CFG, Dtypes())
+    graph = split_graph(whole, Granularity(core=2))
+    assert [n for n in graph.nodes if ".core" in n] == ["L0.core#0", "L0.core#1"]
+    part = graph.nodes["L0.core#0"]
+    assert part["kv_bytes_per_token"] == 2 * 2 * D * 2 == whole.nodes["L0.attn"]["kv_bytes_per_token"] / 2
+    assert part["split_by"] == "heads" and part["weight_bytes"] == 0
+    users, context = 64, 1000
+    hw = SRAM_PIPE.with_chips_per_group(1)
+    placed = one_group(graph, hw, users, context, ["L0.core#0"])
+    b, g = placed.pipeline.micro_batch, placed.group
+    kv_read = b * (context + 1) * 256  # read the cache, write one token
+    hbm = 4 * 1.2e12 * 0.9
+    flops = b * context * 4 * (HEADS // 2) * D
+    expected = max(kv_read / hbm, flops / (250e12 * 0.7))
+    assert g.unit_busy_s["attention"] == pytest.approx(expected, rel=1e-12)
+    assert g.resident_bytes["hbm3e"] == pytest.approx(users * context * 256, rel=1e-12)
+
+
+def test_overlapping_units_cycle_is_the_busiest_resource_not_the_sum():
+    """One layer in one group: the attention unit runs the attention's context phase, the MAC unit the
+    projections and the FFN.
+    With overlap the cycle is the largest of the units' busy times (and latency / 2 slots); without, the
+    group is one resource and its cycle is the sum (its latency)."""
+    graph = build_graph(CFG, Dtypes())
+    hw = SRAM_PIPE.with_chips_per_group(1)
+    names = ["L0.attn", "L0.ffn"]
+    over = one_group(graph, hw, 64, 4096, names).group
+    attention, mac = over.unit_busy_s["attention"], over.unit_busy_s["mac"]
+    assert attention > 0 and mac > 0
+    assert over.cycle_s == pytest.approx(
+        max(
+            attention,
+            mac,
+            *over.tier_busy_s.values(),
+            over.link_busy_s["intra"],
+            over.send_s,
+            over.latency_s / 2,
+        ),
+        rel=1e-12,
+    )
+    assert over.cycle_s < attention + mac
+    serial_hw = dataclasses.replace(hw, units=(Unit("chip", ("weights", "context")),), units_overlap=False)
+    serial = one_group(graph, serial_hw, 64, 4096, names).group
+    assert serial.cycle_s == pytest.approx(serial.latency_s, rel=1e-12)
+    assert serial.latency_s == pytest.approx(serial.busy_s + serial.send_s + serial.hop_latency_s, rel=1e-12)
+
+
+def test_sharded_lm_head_gathers_top_k_candidates_not_logits():
+    """A vocabulary-parallel LM head on 8 chips: each chip reports its top-1 candidate (8 B) per user,
+    one chip receives the other 7: 7 x b x 8 B over the intra-group link, plus one latency."""
+    graph = build_graph(CFG, Dtypes(), sample_top_k=1)
+    head = graph.nodes["lm_head"]
+    assert head["collective"] == "gather" and head["collective_bytes_per_token"] == 8
+    hw = SRAM_PIPE.with_chips_per_group(8)
+    placed = one_group(graph, hw, 64, 128, ["lm_head"])
+    cost, b = placed.group, placed.pipeline.micro_batch
+    expected = 7 * b * 8 / (2e12 * 0.9) + 0.5e-6
+    assert cost.link_busy_s["intra"] == pytest.approx(expected, rel=1e-12)
+    full_logits = 7 * b * 1000 * 2 / 8 / (2e12 * 0.9)  # what gathering each chip's logit shard would move
+    assert expected - 0.5e-6 < full_logits
+    top50 = one_group(build_graph(CFG, Dtypes(), sample_top_k=50), hw, 64, 128, ["lm_head"]).group
+    assert top50.link_busy_s["intra"] == pytest.approx(7 * b * 50 * 8 / (2e12 * 0.9) + 0.5e-6, rel=1e-12)
+
+
+def test_walk_with_one_and_with_s_micro_batches():
+    """Three groups of one unit (a GPU-like group): with one micro-batch the period is the walk (the
+    sum of the groups' latencies, sends and hops included); with S micro-batches it is S x the slowest
+    group's cycle when that exceeds the walk."""
+    graph = build_graph(CFG, Dtypes())
+    hw = dataclasses.replace(
+        SRAM_PIPE.with_chips_per_group(1), units=(Unit("chip", ("weights", "context")),), units_overlap=False
+    )
+    nodes = list(graph.nodes)
+    groups = [nodes[:1], nodes[1:3], nodes[3:]]
+    w = {n: {"sram": 1.0} for n in nodes}
+    k = {n: {"hbm3e": 1.0} for n in nodes}
+    one = pipeline_cost(graph, hw, 48, 1024, groups, w, k, in_flight=1)
+    assert one.micro_batches == 1
+    walk = sum(g.busy_s + g.send_s + g.hop_latency_s for g in one.groups)
+    assert one.period_s == pytest.approx(walk, rel=1e-12)
+    assert all(g.hop_latency_s == 0.2e-6 for g in one.groups)  # the last returns the sampled tokens
+    deep = pipeline_cost(graph, hw, 48, 1024, groups, w, k)
+    assert deep.micro_batches == 3
+    assert deep.period_s == pytest.approx(
+        max(deep.walk_s, 3 * max(g.cycle_s for g in deep.groups)), rel=1e-12
+    )
+    assert deep.period_s == pytest.approx(3 * max(g.cycle_s for g in deep.groups), rel=1e-12)  # unbalanced
+    assert one.joules_per_token_by["idle"] == pytest.approx(3 * 40.0 * one.period_s / 48, rel=1e-12)
+
+
+def test_capacity_limit_reached_within_5_percent():
+    """Llama-3.1-8B on sram-pipeline + novel KV DRAM, 64 groups of 8 chips, at a slow floor: KV next to
+    every die (cores split 8 ways) fills all of them. Closed form: users <= (dies x 16 GB + SRAM left
+    over) / (context x KV bytes per token): 512 dies x 16 GB + 512 x 256 MB - 16.06 GB of weights, over
+    4,096 x 131,072 B = 536.9 MB per user."""
+    spec = spec_from_flags(
+        model="llama-3.1-8b", hardware="sram-pipeline", kv_memory="novel-kv-dram", chips_per_group=8,
+        max_groups=64, users=1, context=4096, min_tokens_per_s=5,
+    )  # fmt: skip
+    bound = (512 * 16e9 + 512 * 256e6 - 16_060_522_496) / (4096 * 131072)
+    found = max_users(spec)
+    assert found.exact and found.max_users <= bound
+    assert found.max_users >= 0.95 * bound, (found.max_users, bound)
+
+
+def test_kv_bandwidth_limit_reached_within_5_percent():
+    """Llama-3.1-8B with its KV held in LPDDR5X only (bandwidth / capacity 1.2/s, below the demand of 20
+    tokens/s): the KV bandwidth binds. Closed form: users x (context + 1) x KV bytes x r <= dies x 4 x
+    154 GB/s x 0.9 (every token reads the user's cache and writes one token), 32 groups x 8 dies."""
+    spec = spec_from_flags(
+        model="llama-3.1-8b", hardware="sram-pipeline", kv_memory="lpddr5x", chips_per_group=8, max_groups=32,
+        users=1, context=4096, min_tokens_per_s=20, kv_tiers=["lpddr5x"],
+    )  # fmt: skip
+    bound = 256 * 4 * 154e9 * 0.9 / (4097 * 131072 * 20)
+    found = max_users(spec)
+    assert found.exact and found.max_users <= bound
+    assert found.max_users >= 0.95 * bound, (found.max_users, bound)
