@@ -64,21 +64,25 @@ def test_same_instance_same_plan_byte_for_byte(tiny_plan, tmp_path):
 
 
 def test_ctrl_c_keeps_the_best_plan_found(monkeypatch, tmp_path):
-    """Ctrl-C while S=2 is being solved: the S=1 plan is returned (status interrupted) and written out."""
+    """Ctrl-C while the second S is being solved: the first S's plan is returned (status interrupted)
+    and written out."""
     real = solve_module.solve_stage
+    calls: list[int] = []
 
-    def interrupt_at_two(problem, stages, *args, **kwargs):
-        if stages == 2:
+    def interrupt_at_second(problem, stages, *args, **kwargs):
+        calls.append(stages)
+        if len(calls) == 2:
             raise KeyboardInterrupt
         return real(problem, stages, *args, **kwargs)
 
-    monkeypatch.setattr(solve_module, "solve_stage", interrupt_at_two)
+    monkeypatch.setattr(solve_module, "solve_stage", interrupt_at_second)
+    monkeypatch.setattr(solve_module, "stage_bounds", lambda problem: {})  # solve every S, no pruning
     out = tmp_path / "plan.yaml"
-    result = runner.invoke(app, ["solve", TINY, "--out", str(out)])
+    result = runner.invoke(app, ["solve", TINY, "--method", "exhaustive", "--out", str(out)])
     assert result.exit_code == 130, result.output
     assert "interrupted" in result.output
     saved = yaml.safe_load(out.read_text())
-    assert saved["solver"]["status"] == "interrupted" and saved["stages"] == 1
+    assert saved["solver"]["status"] == "interrupted" and saved["stages"] == calls[0]
 
 
 def test_time_limit_without_any_plan_says_so():

@@ -2,8 +2,9 @@
 
 The S groups pooled into one: every family's slice rows written for all nodes with `groups` = S
 (capacities x S; each resource's busy times summing to at most S x the cycle), each class's single node
-still within one group (its capacity, time and power rows), the S-1 cheapest hops plus the return hop,
-and the period at least m x the cycle and at least the walk. Columns: the classes' tier fractions and
+still within one group (its capacity, time and power rows), the capacity family's packing cuts (whole
+nodes that cannot share a tier), the S-1 cheapest hops plus the return hop, and the period at least
+m x the cycle and at least the walk. Columns: the classes' tier fractions and
 epigraphs, the cycle tau and the period per micro-batch q = period / m (q >= tau, q <= the speed floor's
 limit). Any placement gives a feasible point of this LP with the same energy, so its optimum is a bound.
 Priced per node class: one node_cost per class (planner.placement.stage), whatever the node count.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import highspy
 import numpy as np
 
-from planner.placement.constraints import slice_rows
+from planner.placement.constraints import capacity, slice_rows
 from planner.placement.constraints.timing import walk_row
 from planner.placement.objective import energy_terms
 from planner.placement.rows import Col, Row, SliceView
@@ -38,7 +39,7 @@ def pooled_view(d: StageData) -> SliceView:
 def lower_bound(d: StageData) -> float | None:
     """A lower bound on J/token (scaled) with d.stages stages; None when provably infeasible."""
     view = pooled_view(d)
-    rows: list[Row] = slice_rows(view) + [walk_row(view)]
+    rows: list[Row] = slice_rows(view) + [walk_row(view)] + capacity.pooled_rows(view, d.stages)
     for c in view.present:
         single = SliceView(d, np.eye(len(d.classes), dtype=np.int64)[c], None, min(d.send), d.hop, 0.0)
         rows += [r for r in slice_rows(single) if r.family in SINGLE_NODE_FAMILIES and r.name != "pipeline"]

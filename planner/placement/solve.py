@@ -28,7 +28,7 @@ from planner.placement.constraints import check
 from planner.placement.milp import solve_milp
 from planner.placement.search import Arcs, CycleSearch, Pricing, TimeUp, WalkSearch, build_arcs
 from planner.placement.solution import StageSolution, empty, placement
-from planner.placement.stage import stage_data, walk_data
+from planner.placement.stage import StageData, stage_data, walk_data
 from planner.plans.plan import GroupSizeRecord, Plan, SolverFacts, StageRecord, clean_split, evaluate, figures
 from planner.problem.problem import Problem
 
@@ -86,8 +86,10 @@ def solve_stage(
     time_limit: float | None = None,
     rel_gap: float = 1e-4,
     cutoff: float | None = None,
+    data: tuple[StageData, float | None] | None = None,
 ) -> StageRun:
-    """Least joules per token with exactly `stages` stages. `cutoff` (J/token): only plans strictly better
+    """Least joules per token with exactly `stages` stages (`data`: its StageData and fluid bound in
+    J/token when already computed, stage_bounds). `cutoff` (J/token): only plans strictly better
     are wanted; an S that cannot beat it ends 'pruned' with best_bound near the cutoff. Never raises for
     an infeasible instance; a HiGHS failure gives status 'error' with its message.
 
@@ -212,7 +214,7 @@ def _walk_bound(problem, cycle: StageRun, bound, rel_gap, cutoff, time_limit, de
             plans.append(priced)
     if len(warcs):
         search = WalkSearch(walk, warcs)
-        path, lats, value, dual = search.run(walk.d.static_e, walk.d.t_max, rel_gap)
+        path, lats, value, dual = search.run(walk.d.static_e, walk.d.walk_max, rel_gap)
         lower.append(dual * es)
         if path:
             slices = []
@@ -352,29 +354,61 @@ def _record(run: StageRun, started: float) -> StageRecord:
     )
 
 
+def stage_bounds(problem: Problem) -> dict[int, tuple[StageData, float | None]]:
+    """Every S of the range with its priced data and its fluid lower bound on J/token (None: no plan)."""
+    out = {}
+    for stages in problem.stage_range():
+        if not 1 <= stages <= len(problem.nodes):
+            continue
+        d = stage_data(problem, stages)
+        bound = lower_bound(d) if d.t_max > 0 else None
+        out[stages] = (d, None if bound is None else bound * d.energy_unit_j)
+    return out
+
+
 def solve_group_size(problem: Problem, progress: Progress | None = None):
-    """Best run over the S range of one group size: (best StageRun or None, records by S, interrupted)."""
+    """Best run over the S range of one group size: (best StageRun or None, records by S, interrupted).
+
+    Every S's fluid bound first (cheap: one small LP per S, priced per node class); then the S are
+    solved in ascending order of their bounds, so the best plan comes early and every S whose bound
+    cannot beat it is pruned with that proof (ties: the smaller S first)."""
     spec = problem.spec.solver
     records: dict[int, StageRecord] = {}
     best: StageRun | None = None
     interrupted = False
     try:
-        for stages in problem.stage_range():
+        if spec.method == "exhaustive":
+            order = list(problem.stage_range())
+            bounds: dict[int, tuple] = {}
+        else:
+            bounds = stage_bounds(problem)
+            for stages, (_, bound) in bounds.items():
+                if bound is None:
+                    records[stages] = StageRecord(status="infeasible", message="")
+            order = sorted(
+                (s for s, (_, b) in bounds.items() if b is not None), key=lambda s: (bounds[s][1], s)
+            )
+        for stages in order:
             started = time.perf_counter()
             cutoff = None if best is None else best.solution.objective * (1 - spec.gap)
-            run = solve_stage(problem, stages, spec.method, spec.time_limit, spec.gap, cutoff)
-            records[stages] = _record(run, started)
+            bound = bounds[stages][1] if stages in bounds else None
+            if cutoff is not None and bound is not None and bound >= cutoff:
+                records[stages] = StageRecord(status="pruned", best_bound=bound)
+            else:
+                data = (bounds[stages][0], bound) if stages in bounds else None
+                run = solve_stage(problem, stages, spec.method, spec.time_limit, spec.gap, cutoff, data)
+                records[stages] = _record(run, started)
+                sol = run.solution
+                if sol.groups is not None and sol.objective is not None:
+                    if best is None or sol.objective < best.solution.objective:
+                        best = run
             if progress:
                 progress(stages, records[stages])
-            sol = run.solution
-            if sol.groups is not None and sol.objective is not None:
-                if best is None or sol.objective < best.solution.objective:
-                    best = run
     except KeyboardInterrupt:
         if best is None:
             raise
         interrupted = True
-    return best, records, interrupted
+    return best, dict(sorted(records.items())), interrupted
 
 
 def solve_problem(problem: Problem, progress: Progress | None = None, explain: bool = True) -> Plan:

@@ -24,6 +24,32 @@ def slice_rows(v: SliceView) -> list[Row]:
     return rows
 
 
+def pooled_rows(v: SliceView, stages: int) -> list[Row]:
+    """Packing cuts of the fluid bound (v pools all nodes over `stages` groups): the n_c nodes of class c
+    occupy a tier t of the groups holding them at most sum_g min(j_g r, 1) group-tiers, r = one node's
+    bytes over a group's tier, j_g the class's nodes in group g; that sum is largest when the j_g are as
+    even as possible (min(j r, 1) is concave in j). Valid for any placement, it charges what whole nodes
+    larger than half a tier cannot share (two 1.41 GB FFNs in a 2 GB SRAM), which the pooled capacity
+    alone does not."""
+    rows = []
+    for c in v.present:
+        n = int(v.counts[c])
+        cls = v.d.classes[c]
+        low, extra = divmod(n, stages)
+        for t, name in enumerate(v.d.tiers):
+            r = cls.fixed_share[t] + sum(it.share[t] for it in cls.free if t in it.allowed)
+            if r <= 0:
+                continue
+            room = extra * min((low + 1) * r, 1.0) + (stages - extra) * min(low * r, 1.0)
+            terms = tuple(
+                (f(it, t), n * it.share[t]) for it in cls.free if it.share[t] > 0 and t in it.allowed
+            )
+            const = n * cls.fixed_share[t]
+            if room < n * r * (1 - 1e-12):  # a cut only where packing binds
+                rows.append(Row(FAMILY, f"packing[{c},{name}]", terms, const=const, rhs=room))
+    return rows
+
+
 def check(problem: Problem, cost: PipelineCost) -> list[str]:
     out = []
     for g in cost.groups:
