@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import networkx as nx
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas loads only when a table is asked for
+    import pandas as pd
 
 from planner.core.errors import PlannerInputError
 from planner.core.fileio import write_text_atomic

@@ -223,7 +223,7 @@ def solve_command(
 ) -> None:
     """Place a model on chip groups and memory tiers, minimizing joules per token (Pyomo MILP, HiGHS)."""
     from planner.api import load_problem
-    from planner.plans.plan import evaluate, summary
+    from planner.plans.plan import evaluate, plan_problem, summary
 
     spec, source = _instance_from(
         instance,
@@ -266,8 +266,7 @@ def solve_command(
             progress.advance(f"S={s}: {value}")
 
         plan = solve_problem(problem, on_stage)
-    if plan.instance != problem.spec:  # a group size chosen from a list: the plan's own instance
-        problem = load_problem(plan.instance, source)
+    problem = plan_problem(problem, plan)[0]  # the group size the plan chose (from a list)
     result = evaluate(problem, plan)
     if out is not None:
         plan.save(out)
@@ -395,10 +394,10 @@ def evaluate_command(
     Exit 0 when the plan is feasible, 1 when it violates a constraint."""
     from planner.api import load_problem
     from planner.plans.plan import evaluate as evaluate_plan
-    from planner.plans.plan import figures, load_plan, summary
+    from planner.plans.plan import figures, load_plan, plan_problem, summary
 
-    problem = load_problem(instance)
     plan = load_plan(plan_file)
+    problem = plan_problem(load_problem(instance), plan)[0]
     result = evaluate_plan(problem, plan)
     data = {"feasible": result.feasible, "violations": result.violations}
     if result.cost is not None:
@@ -434,11 +433,11 @@ def plot_command(
 ) -> None:
     """Draw a plan: the chip groups in a chain, their layers, tier fill and binding resource."""
     from planner.api import load_problem
-    from planner.plans.plan import evaluate, load_plan
+    from planner.plans.plan import evaluate, load_plan, plan_problem
     from planner.render.plots import plot_plan
 
     plan = load_plan(plan_file)
-    problem = load_problem(plan.instance)
+    problem = plan_problem(load_problem(plan.instance), plan)[0]
     result = evaluate(problem, plan)
     if result.cost is None:
         raise PlannerInputError(plan_file, result.violations)

@@ -27,11 +27,11 @@ def report_command(
     TDP), time and energy per token by category, J/token by S, and every node, with hover details."""
     from planner.api import load_problem
     from planner.hardware.catalog import load_hardware_spec
-    from planner.plans.plan import evaluate, figures, load_plan
+    from planner.plans.plan import evaluate, figures, load_plan, plan_problem
     from planner.render.report import write_plan_report
 
     plan = load_plan(plan_file)
-    problem = load_problem(plan.instance, str(plan_file))
+    problem = plan_problem(load_problem(plan.instance, str(plan_file)), plan)[0]
     result = evaluate(problem, plan)
     if result.cost is None:
         raise PlannerInputError(plan_file, result.violations)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from functools import lru_cache
 from typing import Annotated
 
@@ -18,8 +19,19 @@ from pydantic import BeforeValidator
 def _registry():
     """One pint registry for the whole program, built on first use (pint takes ~0.3 s to import, which
     commands that read no unit string, such as `planner model info`, need not pay). FLOP is added as its
-    own dimension, and FLOPS is FLOP per second as on datasheets ("989 TFLOPS"), not a plural of FLOP."""
-    import pint
+    own dimension, and FLOPS is FLOP per second as on datasheets ("989 TFLOPS"), not a plural of FLOP.
+
+    pint probes for scipy when it is imported (for array functions the planner does not use); with scipy
+    loaded, Pyomo then loads scipy.stats and more (~0.8 s) when the solver starts. The probe is answered
+    "not installed" while pint imports, and only then."""
+    blocked = "scipy" not in sys.modules
+    if blocked:
+        sys.modules["scipy"] = None  # type: ignore[assignment]  # makes `import scipy` raise ImportError
+    try:
+        import pint
+    finally:
+        if blocked:
+            del sys.modules["scipy"]
 
     registry = pint.UnitRegistry()
     registry.define("FLOP = [flop] = flop")
@@ -79,9 +91,9 @@ def parse_quantity(text: str, kind: str) -> float:
     expected = f"a quantity in {base} (e.g. {example!r})"
     if not text.strip() or len(text) > MAX_QUANTITY_CHARS or not _QUANTITY_RE.fullmatch(text):
         raise ValueError(f"cannot read {_shown(text)} as {expected}: expected a number and a unit")
-    import pint
-
     registry = _registry()
+    import pint  # loaded by _registry
+
     try:
         quantity = registry.Quantity(text)
     except Exception as exc:  # pint raises several error types for garbage

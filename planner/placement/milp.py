@@ -72,9 +72,12 @@ def _lin(coefs, variables) -> LinearExpression:
     return LinearExpression(constant=0.0, linear_coefs=list(coefs), linear_vars=list(variables))
 
 
-def build_milp(pricing: Pricing, arcs: Arcs, cycle: float | None = None) -> tuple[pyo.ConcreteModel, list]:
+def build_milp(
+    pricing: Pricing, arcs: Arcs, cycle: float | None = None, period: float | None = None
+) -> tuple[pyo.ConcreteModel, list]:
     """The path-form MILP over `arcs` (scaled units). With `cycle` given, T and Q are fixed to it (the
-    final placement of a cycle-bound pipeline). Returns the model and per arc (type rows, first column)."""
+    final placement of a cycle-bound pipeline); with `period`, Q alone (of a walk-bound one). Returns the
+    model and per arc (type rows, first column)."""
     d = pricing.d
     types = {int(k): _type_rows(pricing, int(k)) for k in np.unique(arcs.types)}
     na = len(arcs)
@@ -92,6 +95,9 @@ def build_milp(pricing: Pricing, arcs: Arcs, cycle: float | None = None) -> tupl
         m.Q.setub(None)
         m.T.fix(cycle)
         m.Q.fix(cycle)
+    elif period is not None:
+        m.Q.setub(None)
+        m.Q.fix(period)
     m.cons = pyo.ConstraintList()
     add = m.cons.add
     z = [m.z[a] for a in range(na)]
@@ -152,6 +158,7 @@ def solve_milp(
     time_limit: float | None = None,
     rel_gap: float = 1e-4,
     threads: int | None = None,
+    period: float | None = None,
 ) -> tuple[StageSolution, float | None]:
     """Solve the MILP; returns the solution (objective in scaled units, placement from the fractions)
     and the plan's clock (scaled Q = period / m), None when no plan was found."""
@@ -161,7 +168,7 @@ def solve_milp(
         return empty(
             d.stages, d.micro_batches, "infeasible", "no slice fits a group within the speed floor"
         ), None
-    model, per_arc = build_milp(pricing, arcs, cycle)
+    model, per_arc = build_milp(pricing, arcs, cycle, period)
     build_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     try:

@@ -30,7 +30,6 @@ import math
 import time
 
 import numpy as np
-from scipy.optimize import linprog
 
 from planner.cost.node import TOKEN_ID_BYTES, NodeCost, boundary_cost, node_cost
 from planner.placement.solution import StageSolution
@@ -178,6 +177,8 @@ def _partition_lp(p: Problem, costs: list[NodeCost], cuts: tuple[int, ...], hops
         b_ub.append(-all_const)
     obj = energy.copy()
     obj[pcol] = static * ts / (p.users * es)
+    from scipy.optimize import linprog  # scipy loads only for the reference (and before it, Pyomo stays lean)
+
     res = linprog(
         obj,
         A_ub=np.array(a_ub),

@@ -27,6 +27,7 @@ class StageSolution:
     solve_s: float
     message: str = ""  # e.g. the HiGHS failure text
     work: int = 0  # slice LPs priced (the deterministic unit of work)
+    period_s: float | None = None  # between a user's tokens, as planner.cost.pipeline_cost prices the plan
 
 
 def empty(stages: int, micro_batches: int, status: str, message: str, **kw) -> StageSolution:

@@ -45,6 +45,7 @@ class StageRun:
     arcs: Arcs | None = None
     search: CycleSearch | None = None
     clock: float | None = None  # scaled cycle of the incumbent
+    problem: Problem | None = None  # the problem it solved (its micro-batches in flight set)
 
 
 def _priced(problem: Problem, sol: StageSolution, clock_s: float | None) -> StageSolution:
@@ -70,7 +71,9 @@ def _evaluated(
     obj = cost.joules_per_token
     bound = None if sol.best_bound is None else min(sol.best_bound, obj)
     gap = None if bound is None else max(0.0, (obj - bound) / obj)
-    priced = dataclasses.replace(sol, objective=obj, best_bound=bound, gap=gap, cycle_s=cost.cycle_s)
+    priced = dataclasses.replace(
+        sol, objective=obj, best_bound=bound, gap=gap, cycle_s=cost.cycle_s, period_s=cost.period_s
+    )
     return priced, check(problem, cost)
 
 
@@ -316,25 +319,33 @@ def final_placement(problem: Problem, run: StageRun, time_limit: float | None) -
     """Place nodes and tiers with the Pyomo MILP at the search's optimal S and cycle.
 
     With the cycle fixed the path-form MILP is small and its relaxation nearly integral; its optimum
-    equals the search's (tests check 1e-6). Should it come out worse (a solver tolerance), the search's
-    placement is kept and the message says so."""
+    equals the search's (tests check 1e-6). A walk-bound best (no cycle search) is placed the same way with
+    its period fixed, when its arcs are few enough (MILP_FALLBACK_ARCS). Should the MILP come out worse (a
+    solver tolerance), the search's placement is kept and the message says so."""
     best = run.solution
-    arcs = useful_arcs(run)
-    final, _ = solve_milp(run.pricing, arcs, run.clock, time_limit, 1e-7)
+    ts = run.pricing.d.time_unit_s
+    if run.search is not None:  # cycle-bound: T = Q fixed, over the arcs an optimal path can use
+        arcs = useful_arcs(run)
+        final, clock = solve_milp(run.pricing, arcs, run.clock, time_limit, 1e-7)
+        how = "S and cycle by exact search; placement by the Pyomo MILP at that cycle"
+    else:  # walk-bound: the period fixed, over the arcs that run within it
+        period = best.period_s / best.micro_batches / ts
+        arcs = run.arcs.subset(run.arcs.t_feas <= period * (1 + 1e-9))
+        if len(arcs) > MILP_FALLBACK_ARCS:
+            return dataclasses.replace(
+                best, message=best.message + f"; placement by the relaxations ({len(arcs)} arcs)"
+            )
+        final, clock = solve_milp(run.pricing, arcs, None, time_limit, 1e-7, period=period)
+        how = "S and period by the walk-bound relaxations; placement by the Pyomo MILP at that period"
     if final.groups is not None:
-        final = _priced(
-            problem,
-            dataclasses.replace(final, best_bound=best.best_bound),
-            run.clock * run.pricing.d.time_unit_s,
-        )
+        final = _priced(problem, dataclasses.replace(final, best_bound=best.best_bound), clock * ts)
         if final.objective <= best.objective * (1 + FINAL_TOL):
             return dataclasses.replace(
                 final,
                 best_bound=best.best_bound,
                 gap=best.gap,
                 build_s=best.build_s + final.build_s,
-                message=f"S and cycle by exact search; placement by the Pyomo MILP at that cycle ({final.message}; "
-                f"{len(arcs)} of {len(run.arcs)} arcs can be on an optimal path)",
+                message=f"{how} ({final.message}; {len(arcs)} of {len(run.arcs)} arcs)",
                 work=best.work,
             )
     return dataclasses.replace(
@@ -354,54 +365,83 @@ def _record(run: StageRun, started: float) -> StageRecord:
     )
 
 
-def stage_bounds(problem: Problem) -> dict[int, tuple[StageData, float | None]]:
-    """Every S of the range with its priced data and its fluid lower bound on J/token (None: no plan)."""
+def stage_bounds(problem: Problem) -> dict[tuple[int, int | None], tuple[Problem, StageData, float | None]]:
+    """Every (S, micro-batches in flight) the optimizer compares (Problem.micro_batch_choices): its
+    problem, priced data and fluid lower bound on J/token (None: no plan)."""
     out = {}
     for stages in problem.stage_range():
         if not 1 <= stages <= len(problem.nodes):
             continue
-        d = stage_data(problem, stages)
-        bound = lower_bound(d) if d.t_max > 0 else None
-        out[stages] = (d, None if bound is None else bound * d.energy_unit_j)
+        for m in problem.micro_batch_choices(stages):
+            variant = problem if m == problem.in_flight else problem.with_micro_batches(m)
+            d = stage_data(variant, stages)
+            bound = lower_bound(d) if d.t_max > 0 else None
+            out[(stages, m)] = (variant, d, None if bound is None else bound * d.energy_unit_j)
     return out
+
+
+_STATUS_RANK = {"optimal": 0, "time_limit": 1, "error": 2, "pruned": 3, "infeasible": 4}
+
+
+def _merge(old: StageRecord | None, new: StageRecord) -> StageRecord:
+    """One record per S over its micro-batch choices: the better plan, else the more informative status;
+    the bound is the least of theirs (a bound on every choice of that S)."""
+    if old is None:
+        return new
+    keep = old
+    if new.joules_per_token is not None and (
+        old.joules_per_token is None or new.joules_per_token < old.joules_per_token
+    ):
+        keep = new
+    elif old.joules_per_token is None and _STATUS_RANK.get(new.status, 9) < _STATUS_RANK.get(old.status, 9):
+        keep = new
+    bounds = [r.best_bound if r.best_bound is not None else r.joules_per_token for r in (old, new)]
+    known = [b for b in bounds if b is not None]
+    return keep.model_copy(update={"best_bound": min(known) if len(known) == 2 else keep.best_bound})
 
 
 def solve_group_size(problem: Problem, progress: Progress | None = None):
     """Best run over the S range of one group size: (best StageRun or None, records by S, interrupted).
 
-    Every S's fluid bound first (cheap: one small LP per S, priced per node class); then the S are
-    solved in ascending order of their bounds, so the best plan comes early and every S whose bound
-    cannot beat it is pruned with that proof (ties: the smaller S first)."""
+    Every (S, micro-batches) pair's fluid bound first (cheap: one small LP each, priced per node class);
+    then the pairs are solved in ascending order of their bounds, so the best plan comes early and every
+    pair whose bound cannot beat it is pruned with that proof (ties: the smaller S first)."""
     spec = problem.spec.solver
     records: dict[int, StageRecord] = {}
     best: StageRun | None = None
     interrupted = False
     try:
-        if spec.method == "exhaustive":
-            order = list(problem.stage_range())
-            bounds: dict[int, tuple] = {}
+        if spec.method == "exhaustive":  # every pair, no bound
+            bounds = {
+                (s, m): (problem if m == problem.in_flight else problem.with_micro_batches(m), None, None)
+                for s in problem.stage_range()
+                for m in problem.micro_batch_choices(s)
+            }
+            order = list(bounds)
         else:
             bounds = stage_bounds(problem)
-            for stages, (_, bound) in bounds.items():
+            for (stages, _), (_, _, bound) in bounds.items():
                 if bound is None:
-                    records[stages] = StageRecord(status="infeasible", message="")
+                    records[stages] = _merge(records.get(stages), StageRecord(status="infeasible"))
             order = sorted(
-                (s for s, (_, b) in bounds.items() if b is not None), key=lambda s: (bounds[s][1], s)
+                (k for k, v in bounds.items() if v[2] is not None), key=lambda k: (bounds[k][2], k[0])
             )
-        for stages in order:
+        for key in order:
+            stages = key[0]
+            variant, d, bound = bounds[key]
             started = time.perf_counter()
             cutoff = None if best is None else best.solution.objective * (1 - spec.gap)
-            bound = bounds[stages][1] if stages in bounds else None
             if cutoff is not None and bound is not None and bound >= cutoff:
-                records[stages] = StageRecord(status="pruned", best_bound=bound)
+                record = StageRecord(status="pruned", best_bound=bound)
             else:
-                data = (bounds[stages][0], bound) if stages in bounds else None
-                run = solve_stage(problem, stages, spec.method, spec.time_limit, spec.gap, cutoff, data)
-                records[stages] = _record(run, started)
+                data = None if d is None else (d, bound)
+                run = solve_stage(variant, stages, spec.method, spec.time_limit, spec.gap, cutoff, data)
+                record = _record(run, started)
                 sol = run.solution
                 if sol.groups is not None and sol.objective is not None:
                     if best is None or sol.objective < best.solution.objective:
-                        best = run
+                        best = dataclasses.replace(run, problem=variant)
+            records[stages] = _merge(records.get(stages), record)
             if progress:
                 progress(stages, records[stages])
     except KeyboardInterrupt:
@@ -436,9 +476,11 @@ def solve_problem(problem: Problem, progress: Progress | None = None, explain: b
     if not feasible:
         raise explain_infeasible(outcomes[0][0], outcomes[0][2], explain)
     chosen, best, records = min(feasible, key=lambda o: o[1].solution.objective)
+    size_problem = chosen
+    chosen = best.problem if best.problem is not None else chosen  # with its micro-batches in flight
     sol = best.solution
     build_s = sum(o[1].solution.build_s for o in feasible)
-    if not interrupted and spec.solver.method == "milp" and best.search is not None:
+    if not interrupted and spec.solver.method == "milp" and best.pricing is not None:
         try:
             sol = final_placement(chosen, best, spec.solver.time_limit)
         except KeyboardInterrupt:
@@ -446,7 +488,7 @@ def solve_problem(problem: Problem, progress: Progress | None = None, explain: b
     bounds = [r.best_bound if r.best_bound is not None else r.joules_per_token for r in records.values()]
     overall = min((b for b in bounds if b is not None), default=sol.best_bound)
     for v, _, r in outcomes:  # other group sizes' bounds count too
-        if v is not chosen:
+        if v is not size_problem:
             overall = min([overall] + [x.best_bound for x in r.values() if x.best_bound is not None])
     overall = min(overall, sol.objective) if overall is not None else None
     if interrupted:
@@ -465,12 +507,14 @@ def solve_problem(problem: Problem, progress: Progress | None = None, explain: b
                 status="optimal" if b is not None else "infeasible",
             )
     plan = Plan(
-        instance=chosen.spec,
+        instance=spec,
         stages=sol.stages,
         groups=[list(g) for g in sol.groups],
         weight_split=clean_split(sol.weight_split),
         kv_split=clean_split(sol.kv_split),
         cycle_ms=sol.cycle_s * 1e3,
+        micro_batches=sol.micro_batches,
+        chips_per_group=chosen.hw.chips_per_group,
         solver=SolverFacts(
             method=spec.solver.method,
             status=status,
@@ -484,5 +528,5 @@ def solve_problem(problem: Problem, progress: Progress | None = None, explain: b
             message=sol.message,
         ),
     )
-    result = evaluate(chosen, plan)
+    result = evaluate(problem, plan)
     return plan.model_copy(update={"figures": figures(result.cost, chosen)})

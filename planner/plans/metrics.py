@@ -26,7 +26,7 @@ from planner.cost.node import node_cost
 from planner.cost.pipeline import PipelineCost, pipeline_cost
 from planner.hardware.catalog import HARDWARE_DIR, HardwareSpec
 from planner.placement.constraints import check
-from planner.plans.plan import Plan, evaluate, summary
+from planner.plans.plan import Plan, evaluate, plan_problem, summary
 from planner.problem.problem import Problem
 
 DEFAULT_CACHE = Path(".planner-cache") / "cases"
@@ -161,6 +161,7 @@ def _bisect(ok: Callable[[int], bool], lo: int, hi: int) -> int:
 def case_row(problem: Problem, plan: Plan) -> dict[str, Any]:
     """The result columns of a sweep row: the plan's totals, J/token by category, KV traffic, and the
     same placement with one micro-batch in flight. Units in the names (ms, J, W, GB, /s)."""
+    problem = plan_problem(problem, plan)[0]  # the group size the plan chose
     cost = evaluate(problem, plan).cost
     facts = summary(plan, cost)
     e = cost.joules_per_token_by

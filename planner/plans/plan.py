@@ -11,9 +11,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -22,6 +21,9 @@ from planner.core.fileio import read_mapping, write_text_atomic
 from planner.cost.pipeline import PipelineCost, pipeline_cost
 from planner.model.graph import kv_tokens
 from planner.placement.constraints import check
+
+if TYPE_CHECKING:  # pandas loads only when a frame is asked for
+    import pandas as pd
 from planner.problem.instance import InstanceSpec
 from planner.problem.problem import Problem, resolve
 
@@ -74,6 +76,12 @@ class Plan(_Strict):
     cycle_ms: float | None = Field(
         default=None, gt=0, description="the cycle the pipeline runs at (a decision: at least every group's)"
     )
+    micro_batches: int | None = Field(
+        default=None, gt=0, description="micro-batches in flight (a decision; default: the instance's)"
+    )
+    chips_per_group: int | None = Field(
+        default=None, gt=0, description="chips per group (a decision when the instance lists several)"
+    )
     solver: SolverFacts
     figures: dict[str, Any] = Field(default_factory=dict)
 
@@ -95,12 +103,12 @@ class Plan(_Strict):
 
     def to_frame(self) -> pd.DataFrame:
         """One row per node: group, kind, bytes, tier fractions of weights and KV."""
-        problem = resolve(self.instance)
+        problem = plan_problem(resolve(self.instance), self)[0]
         return node_frame(self, problem)
 
     def groups_frame(self) -> pd.DataFrame:
         """One row per group: residency and fill per tier, bytes read, time per resource, binding, energy."""
-        problem = resolve(self.instance)
+        problem = plan_problem(resolve(self.instance), self)[0]
         return group_frame(evaluate(problem, self).cost, problem)
 
 
@@ -162,10 +170,34 @@ def _structure_violations(problem: Problem, plan: Plan) -> list[str]:
     return v
 
 
+def plan_problem(problem: Problem, plan: Plan) -> tuple[Problem, list[str]]:
+    """The problem as the plan decided it (its group size), and what the plan decides that the instance
+    does not allow (a group size it does not list, more micro-batches than users or than its cap)."""
+    bad = []
+    size = plan.chips_per_group
+    if size is not None and size != problem.hw.chips_per_group:
+        if size not in [s for s in problem.spec.group_sizes if s is not None]:
+            bad.append(
+                f"chips_per_group: {size} is not a group size of the instance ({problem.spec.chips_per_group})"
+            )
+        else:
+            problem = problem.with_chips_per_group(size)
+    m = plan.micro_batches
+    if m is not None:
+        cap = problem.in_flight
+        if m > problem.users or (cap is not None and m > cap):
+            bad.append(
+                f"micro_batches: {m} exceeds the users ({problem.users:,}) or the instance's cap ({cap})"
+            )
+    return problem, bad
+
+
 def evaluate(problem: Problem, plan: Plan) -> Evaluation:
     """Recompute the plan with planner.cost alone and list every violated constraint (each constraint
-    family's check, planner.placement.constraints)."""
-    violations = _structure_violations(problem, plan)
+    family's check, planner.placement.constraints). The plan's decisions (group size, micro-batches in
+    flight, clock) are its own; the instance gives everything else."""
+    problem, decisions = plan_problem(problem, plan)
+    violations = decisions + _structure_violations(problem, plan)
     if any(
         ("placed" in s or "not in the model" in s or "contiguous" in s or "no entry" in s) for s in violations
     ):
@@ -178,7 +210,7 @@ def evaluate(problem: Problem, plan: Plan) -> Evaluation:
         plan.groups,
         plan.weight_split,
         plan.kv_split,
-        problem.in_flight,
+        plan.micro_batches or problem.in_flight,
         None if plan.cycle_ms is None else plan.cycle_ms / 1e3,
     )
     return Evaluation(cost, violations + check(problem, cost))
@@ -262,6 +294,8 @@ def summary(plan: Plan, cost: PipelineCost) -> dict[str, Any]:
 
 
 def node_frame(plan: Plan, problem: Problem) -> pd.DataFrame:
+    import pandas as pd
+
     graph = problem.graph
     group_of = {n: g for g, names in enumerate(plan.groups) for n in names}
     rows = []
@@ -281,6 +315,8 @@ def node_frame(plan: Plan, problem: Problem) -> pd.DataFrame:
 
 
 def group_frame(cost: PipelineCost, problem: Problem) -> pd.DataFrame:
+    import pandas as pd
+
     rows = []
     for g in cost.groups:
         row: dict[str, Any] = {

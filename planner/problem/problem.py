@@ -160,12 +160,36 @@ class Problem:
         return range(low, high + 1)
 
     # ---------------------------------------------------------------------------------- variants
+    def _with_workload(self, **update) -> Problem:
+        """The same problem with workload fields changed; what does not depend on the workload (the node
+        list and classes) is carried over, not computed again."""
+        spec = self.spec.model_copy(update={"workload": self.spec.workload.model_copy(update=update)})
+        out = replace(self, spec=spec)
+        for key in ("nodes", "node_classes"):
+            if key in self.__dict__:
+                out.__dict__[key] = self.__dict__[key]
+        return out
+
     def with_users(self, users: int) -> Problem:
         """The same problem for `users` users (model, hardware and graph reused)."""
-        spec = self.spec.model_copy(
-            update={"workload": self.spec.workload.model_copy(update={"users": users})}
-        )
-        return replace(self, spec=spec)
+        return self._with_workload(users=users)
+
+    def with_micro_batches(self, micro_batches: int | None) -> Problem:
+        """The same problem with at most `micro_batches` in flight (None: the deep pipeline default)."""
+        return self._with_workload(micro_batches=micro_batches)
+
+    def micro_batch_choices(self, stages: int) -> list[int | None]:
+        """The numbers of micro-batches in flight the optimizer compares for S stages: the instance's own
+        when it fixes one; else k x S for k = 1 .. slots (design choice: a group holds one to `slots`
+        micro-batches; more keeps every unit busy, fewer reads the weights less often), distinct values
+        below U only (None: min(U, slots x S), the default)."""
+        if self.in_flight is not None or self.hw.slots == 1:
+            return [self.in_flight]
+        out: list[int | None] = []
+        for k in range(1, self.hw.slots):
+            if k * stages < self.users and k * stages not in out:
+                out.append(k * stages)
+        return out + [None]
 
     def with_chips_per_group(self, chips: int) -> Problem:
         """The same problem with `chips` chips per group (the split is chosen again for that group)."""

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import networkx as nx
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas loads only when the table is built
+    import pandas as pd
 
 from planner.core.errors import PlannerInputError
 from planner.cost.pipeline import PipelineCost, pipeline_cost
@@ -203,6 +206,8 @@ def sol(
         if not row["fits"]:
             row["warning"] = _unfixable_by_chips(model, hw_used, u, context) or row["warning"]
         rows.append(row)
+    import pandas as pd
+
     return pd.DataFrame(rows)
 
 
