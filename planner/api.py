@@ -243,10 +243,12 @@ def plan_tables(plan: str | Path | Plan) -> dict[str, pd.DataFrame]:
     --json`, nested ones as "joules_per_token_by.weights"), `stages` (one row per S tried: status,
     J/token, bound), `groups` (one row per chip group) and `nodes` (one row per node with its group and
     tier fractions). Every figure is recomputed from the plan's instance and placement."""
-    from planner.plans.plan import group_frame, node_frame, summary
+    import pandas as pd
+
+    from planner.plans.plan import group_frame, node_frame, plan_problem, summary
 
     p = plan if isinstance(plan, Plan) else load_plan(plan)
-    problem = resolve(p.instance)
+    problem = plan_problem(resolve(p.instance), p)[0]
     cost = evaluate_plan(problem, p).cost
     if cost is None:
         raise PlannerInputError("plan", ["the plan's placement does not match its instance"])

@@ -1,131 +1,160 @@
-"""Benchmark of the fixed-S placement (planner.milp): time to optimality for every S, real models.
+"""Benchmarks of the placement core: wall-clock figures, medians of repeated runs, with the load noted.
 
-    python -m planner.bench                       # Llama-3.1-8B/70B, DeepSeek-V3 on sram-pipeline+HBM3E, H100
-    python -m planner.bench --models deepseek-v3 --hardware sram-pipeline:hbm3e --milp 2,4,8
+    python -m planner.bench                          # every benchmark (the sweep and the scale target
+                                                     #   take minutes; --skip scale,compare to leave them out)
+    python -m planner.bench --only help,instances --repeat 5
 
-Per instance (model x hardware) it prints a sample of S with the status, J/token, gap, the lower bound,
-the arcs, slice types and slice LPs, the pricing time (slice frontiers by HiGHS) and the search time;
-then "all S": every S from 1 to min(nodes, --max-groups) solved to --rel-gap, with the totals.
-`--milp` also solves the listed S with the Pyomo MILP of the same path form (build and HiGHS times).
-A script that prints figures, not a timed test.
+Each figure is the wall time of a fresh `planner` process (imports included, as a user waits for it),
+the median of --repeat runs, or one run for the long ones. The 1-minute load average before and after
+each benchmark is printed beside it: the machines are shared, timings move with load. A script that
+prints figures, not a timed test.
+
+- help, model-info: `planner --help` and `planner model info` (and whether Pyomo, pandas or matplotlib
+  were imported: they must not be);
+- instances: `planner solve` of every shipped instance;
+- scale: a Llama-3.1-70B-shaped config with 1,280 layers (2,562 whole nodes, --split none) on
+  sram-pipeline, --max-groups 2048, 1,024 users, 4K context, 20 tokens/s: every S solved or pruned;
+- sweep: `planner sweep sweeps/example.yaml` with 1 and with 2 workers (fresh caches);
+- compare: the README's memory comparison (fresh cache).
 """
 
 from __future__ import annotations
 
-import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
+from typing import Annotated
 
-from planner.hardware.catalog import load_hardware
-from planner.model.graph import load_model
-from planner.placement.search import lower_bound, solve_stages, solve_stages_milp
+import typer
+
+from planner.core.fileio import project_root
+
+ROOT = project_root()
+BENCHMARKS = ("help", "model-info", "instances", "scale", "sweep", "compare")
+COMPARE = [
+    "compare", "--model", "llama-3.1-70b,deepseek-v3", "--hardware", "sram-pipeline", "--kv-memory",
+    "sram,hbm3e,hbm4,lpddr5x,gddr7,novel-kv-dram", "--users", "16,256,4096,32768", "--context", "4096",
+    "--min-tokens-per-s", "20",
+]  # fmt: skip
+HEAVY = ("pyomo", "pandas", "matplotlib")
+
+app = typer.Typer(add_completion=False, help=__doc__.split("\n")[0], pretty_exceptions_enable=False)
 
 
-def _hardware(spec: str) -> tuple[str, str | None]:
-    name, _, kv = spec.partition(":")
-    return name, kv or None
+def _load() -> float:
+    return os.getloadavg()[0]
 
 
-def _fmt(x: float | None, spec: str = ".6g") -> str:
-    return "-" if x is None else format(x, spec)
+def _wall(args: list[str], repeat: int, env: dict | None = None) -> tuple[float, list[float]]:
+    """(median, all) wall seconds of `planner ARGS` in fresh processes; a failure stops the benchmark."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "planner.cli", *args], cwd=ROOT, capture_output=True,
+                              text=True, env=env)  # fmt: skip
+        times.append(time.perf_counter() - t0)
+        if done.returncode != 0:
+            typer.echo(f"planner {' '.join(args)} exited {done.returncode}: {done.stderr[-400:]}", err=True)
+            raise typer.Exit(1)
+    return statistics.median(times), times
 
 
-def bench_instance(
-    model_name: str,
-    hw_spec: str,
-    users: int,
-    context: int,
-    rate: float,
-    rel_gap: float,
-    max_groups: int,
-    sample: list[int],
-    milp: list[int],
-    milp_time_limit: float,
-) -> None:
-    model = load_model(model_name)
-    hw_name, kv = _hardware(hw_spec)
-    hw = load_hardware(hw_name, kv_memory=kv)
-    graph = model.graph
-    n = graph.number_of_nodes()
-    top = min(n, max_groups)
-    tiers = ", ".join(f"{t.name} {t.capacity_bytes * hw.chips_per_group / 1e9:,.1f} GB" for t in hw.tiers)
-    print(f"\n== {model_name} ({n} nodes) on {hw_spec} ({hw.chips_per_group} chips/group: {tiers})")
-    print(f"   users={users} context={context} min_tokens_per_s={rate:g} rel_gap={rel_gap:g}")
-    head = f"{'S':>4} {'status':>10} {'J/token':>10} {'gap':>8} {'bound LB':>10} {'cycle ms':>9}"
-    print(head + f" {'arcs':>6} {'types':>6} {'LPs':>6} {'price s':>8} {'search s':>8}")
-    for s in [s for s in sample if s <= n]:
-        sol = solve_stages(graph, hw, users, context, rate, s, rel_gap=rel_gap)
-        lb = lower_bound(graph, hw, users, context, rate, s)
-        stats = dict(part.split(" ", 1)[::-1] for part in sol.message.split(", ")[:3]) if sol.groups else {}
-        print(
-            f"{s:>4} {sol.status:>10} {_fmt(sol.objective, '.5f'):>10} {_fmt(sol.gap, '.1e'):>8} "
-            f"{_fmt(lb, '.5f'):>10} {_fmt(sol.cycle_s and sol.cycle_s * 1e3, '.4f'):>9} "
-            f"{stats.get('arcs', '-'):>6} {stats.get('slice types', '-'):>6} {stats.get('slice LPs', '-'):>6} "
-            f"{sol.build_s:>8.3f} {sol.solve_s:>8.3f}"
-        )
-    t0 = time.perf_counter()
-    price = search = 0.0
-    worst, best, feasible = 0.0, None, 0
-    for s in range(1, top + 1):
-        sol = solve_stages(graph, hw, users, context, rate, s, rel_gap=rel_gap)
-        price, search = price + sol.build_s, search + sol.solve_s
-        if sol.objective is not None:
-            feasible += 1
-            worst = max(worst, sol.gap or 0.0)
-            if best is None or sol.objective < best[1]:
-                best = (s, sol.objective)
-        elif sol.status != "infeasible":
-            print(f"   S={s}: {sol.status} {sol.message}")
-    wall = time.perf_counter() - t0
-    if top < 1:
-        best = None
-    best_txt = "none feasible" if best is None else f"best S={best[0]} at {best[1]:.5f} J/token"
-    print(
-        "   all S skipped (--max-groups 0)"
-        if top < 1
-        else f"   all S 1..{top}: {wall:.1f} s wall (pricing {price:.1f} s, search {search:.2f} s), "
-        f"{feasible} feasible, worst gap {worst:.1e}, {best_txt}"
+def _imports(args: list[str]) -> list[str]:
+    """The heavy modules a `planner ARGS` process imports."""
+    code = (
+        "import sys, runpy; sys.argv = ['planner', *sys.argv[1:]]\n"
+        "try:\n    runpy.run_module('planner.cli', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        f"print(repr([m for m in {HEAVY!r} if m in sys.modules]), file=sys.stderr)"
     )
-    for s in [s for s in milp if s <= n]:
-        ref = solve_stages(graph, hw, users, context, rate, s, rel_gap=rel_gap)
-        sol = solve_stages_milp(
-            graph, hw, users, context, rate, s, time_limit=milp_time_limit, rel_gap=rel_gap
-        )
-        print(
-            f"   Pyomo MILP S={s}: {sol.status}, J/token {_fmt(sol.objective, '.5f')} (search: "
-            f"{_fmt(ref.objective, '.5f')}), gap {_fmt(sol.gap, '.1e')}, build {sol.build_s:.2f} s "
-            f"(incl. pricing), HiGHS {sol.solve_s:.2f} s; {sol.message}"
-        )
+    done = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True)
+    return eval(done.stderr.strip().splitlines()[-1]) if done.stderr.strip() else []  # noqa: S307
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m planner.bench", description=__doc__.split("\n")[0])
-    p.add_argument("--models", default="llama-3.1-8b,llama-3.1-70b,deepseek-v3")
-    p.add_argument("--hardware", default="sram-pipeline:hbm3e,h100-sxm", help="NAME[:KV_MEMORY],...")
-    p.add_argument("--users", type=int, default=1024)
-    p.add_argument("--context", type=int, default=4096)
-    p.add_argument("--rate", type=float, default=20.0, help="min tokens/s per user")
-    p.add_argument("--rel-gap", type=float, default=1e-3)
-    p.add_argument("--max-groups", type=int, default=128, help="largest S of the all-S run (0: skip it)")
-    p.add_argument("--sample", default="1,2,4,8,16,32,64,124")
-    p.add_argument("--milp", default="", help="S values to also solve with the Pyomo MILP, e.g. 2,4,8")
-    p.add_argument("--milp-time-limit", type=float, default=30.0)
-    a = p.parse_args(argv)
-    ints = lambda text: [int(x) for x in text.split(",") if x]  # noqa: E731
-    for model_name in a.models.split(","):
-        for hw_spec in a.hardware.split(","):
-            bench_instance(
-                model_name,
-                hw_spec,
-                a.users,
-                a.context,
-                a.rate,
-                a.rel_gap,
-                a.max_groups,
-                ints(a.sample),
-                ints(a.milp),
-                a.milp_time_limit,
-            )
+def _row(name: str, median: float, runs: list[float], load: tuple[float, float], note: str = "") -> None:
+    spread = f"{min(runs):.2f}-{max(runs):.2f}" if len(runs) > 1 else "-"
+    print(f"{name:<58} {median:>8.2f} s  runs {spread:<11} load {load[0]:.1f}->{load[1]:.1f}  {note}")
+
+
+@app.command()
+def main(
+    only: Annotated[
+        str, typer.Option("--only", metavar="NAMES", help=f"comma list of {', '.join(BENCHMARKS)}")
+    ] = "",
+    skip: Annotated[
+        str, typer.Option("--skip", metavar="NAMES", help="comma list of benchmarks to leave out")
+    ] = "",
+    repeat: Annotated[int, typer.Option("--repeat", metavar="N", min=1, help="runs per short benchmark")] = 3,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", metavar="FILE", help="also write the figures as JSON")
+    ] = None,
+) -> None:
+    """Print wall times of the placement core's benchmarks (medians of --repeat fresh processes)."""
+    chosen = [b for b in BENCHMARKS if (not only or b in only.split(",")) and b not in skip.split(",")]
+    print(
+        f"planner benchmarks on {os.cpu_count()} cores, python {sys.version.split()[0]}; load = 1-min average"
+    )
+    figures: dict[str, dict] = {}
+
+    def record(name: str, args: list[str], runs: int, note: str = "", env: dict | None = None) -> None:
+        before = _load()
+        median, times = _wall(args, runs, env)
+        _row(name, median, times, (before, _load()), note)
+        figures[name] = {"median_s": median, "runs_s": times, "load_before": before, "load_after": _load()}
+
+    if "help" in chosen:
+        record("planner --help", ["--help"], repeat, f"imports {_imports(['--help']) or 'none'} of {HEAVY}")
+    if "model-info" in chosen:
+        args = ["model", "info", "llama-3.1-70b"]
+        record(
+            "planner model info llama-3.1-70b", args, repeat, f"imports {_imports(args) or 'none'} of {HEAVY}"
+        )
+    if "instances" in chosen:
+        for path in sorted((ROOT / "instances").glob("*.yaml")):
+            record(f"planner solve {path.relative_to(ROOT)}", ["solve", str(path), "-q"], repeat)
+    if "scale" in chosen:
+        with tempfile.TemporaryDirectory() as tmp:
+            config = json.loads((ROOT / "graphs" / "llama-3.1-70b.json").read_text())
+            config["num_hidden_layers"] = 1280
+            path = Path(tmp) / "llama-70b-1280-layers.json"
+            path.write_text(json.dumps(config))
+            args = ["solve", "--model", str(path), "--hardware", "sram-pipeline", "--max-groups", "2048", "--users",
+                    "1024", "--context", "4096", "--min-tokens-per-s", "20", "--split", "none", "-q", "--json"]  # fmt: skip
+            record("scale target: 2,562 nodes, S = 21..2048, every S solved or pruned", args, 1)
+    if "sweep" in chosen:
+        for workers in (1, 2):
+            cache = Path(tempfile.mkdtemp(prefix="planner-bench-"))
+            try:
+                args = [
+                    "sweep",
+                    "sweeps/example.yaml",
+                    "--workers",
+                    str(workers),
+                    "--cache",
+                    str(cache),
+                    "-q",
+                ]
+                record(f"planner sweep sweeps/example.yaml --workers {workers} (cold cache)", args, 1)
+            finally:
+                shutil.rmtree(cache, ignore_errors=True)
+        one = figures["planner sweep sweeps/example.yaml --workers 1 (cold cache)"]["median_s"]
+        two = figures["planner sweep sweeps/example.yaml --workers 2 (cold cache)"]["median_s"]
+        print(f"{'  sweep speed-up with 2 workers':<58} {one / two:>8.2f} x")
+        figures["sweep_speedup_2_workers"] = {"x": one / two}
+    if "compare" in chosen:
+        cache = Path(tempfile.mkdtemp(prefix="planner-bench-"))
+        try:
+            record("README memory comparison (cold cache)", [*COMPARE, "--cache", str(cache), "-q"], 1)
+        finally:
+            shutil.rmtree(cache, ignore_errors=True)
+    if json_out is not None:
+        json_out.write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":
-    main()
+    app()

@@ -84,12 +84,13 @@ def test_max_users_agrees_with_independent_solves(tmp_path, floor):
     with pytest.raises(InfeasibleError) as info:
         solve(spec_with_users(spec, u + 1))
     assert info.value.binding == result.summary()["binding"]
-    # the monotonicity argument on a real plan: the placement at U* stays feasible with fewer users
+    # the monotonicity argument on a real plan (planner.studies.capacity): the placement at U* stays
+    # feasible with fewer users, at m' = min(m, U) micro-batches and the clock that keeps the period
+    period = plan.figures["period_ms"]
     for fewer in (1, 2, u // 3, u - 1):
-        assert evaluate(
-            resolve(spec_with_users(spec, fewer)),
-            plan.model_copy(update={"instance": spec_with_users(spec, fewer)}),
-        ).feasible
+        m = min(plan.micro_batches, fewer)
+        update = {"instance": spec_with_users(spec, fewer), "micro_batches": m, "cycle_ms": period / m}
+        assert evaluate(resolve(spec_with_users(spec, fewer)), plan.model_copy(update=update)).feasible
 
 
 def test_capacity_cli_json(cli, tmp_path):
