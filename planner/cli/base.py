@@ -7,7 +7,6 @@ Tracebacks only with --debug.
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from typing import Annotated
 
@@ -16,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from planner.core.errors import InfeasibleError, PlannerInputError, SolverFailure
+from planner.core.errors import InfeasibleError, PlannerInputError, SolverFailure, bounded_repr
 
 app = typer.Typer(
     pretty_exceptions_enable=False,
@@ -91,17 +90,26 @@ def parse_int_list(text: str, flag: str) -> list[int]:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise PlannerInputError(
-            flag, [f"{text!r}: expected whole numbers separated by commas, e.g. 1,8,64"]
+            flag, [f"{bounded_repr(text)}: expected whole numbers separated by commas, e.g. 1,8,64"]
         ) from None
     if not values or any(v <= 0 for v in values):
-        raise PlannerInputError(flag, [f"{text!r}: expected positive whole numbers, e.g. 1,8,64"])
+        raise PlannerInputError(flag, [f"{bounded_repr(text)}: expected positive whole numbers, e.g. 1,8,64"])
     if any(v > 10**9 for v in values):  # past a float's integer range the cost model overflows
-        raise PlannerInputError(flag, [f"{text!r}: expected numbers of at most 1,000,000,000"])
+        raise PlannerInputError(flag, [f"{bounded_repr(text)}: expected numbers of at most 1,000,000,000"])
     return values
 
 
 def print_json(data) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=float) + "\n")
+    """The one JSON printer: never NaN or Infinity (planner.core.fileio.json_text)."""
+    from planner.core.fileio import json_text
+
+    sys.stdout.write(json_text(data) + "\n")
+
+
+def records(frame) -> list[dict]:
+    """Rows of a DataFrame with missing values (NaN: a column a row does not have) as None: blank in
+    tables, null in JSON."""
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
 
 def print_table(title: str, columns: list[tuple[str, str]], rows: list[dict]) -> None:

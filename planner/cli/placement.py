@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from planner.cli.base import app, console, err_console, handle_errors, parse_int_list, print_json, print_table
+from planner.cli.base import (
+    app,
+    console,
+    err_console,
+    handle_errors,
+    parse_int_list,
+    print_json,
+    print_table,
+    records,
+)
 from planner.core.errors import PlannerInputError
 
 # ---------------------------------------------------------------------------------------------- sol
@@ -74,7 +83,7 @@ def sol_command(
 
         plot_sol(frames, plot)
     if json_out:
-        print_json(frame.to_dict(orient="records"))
+        print_json(records(frame))
     else:
         for part in frames:
             first = part.iloc[0]

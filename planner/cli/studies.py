@@ -9,7 +9,16 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from planner.cli.base import app, console, err_console, handle_errors, parse_int_list, print_json, print_table
+from planner.cli.base import (
+    app,
+    console,
+    err_console,
+    handle_errors,
+    parse_int_list,
+    print_json,
+    print_table,
+    records,
+)
 from planner.core.errors import PlannerInputError
 
 # ---------------------------------------------------------------------------------------------- capacity, compare, sweep, studies
@@ -26,11 +35,6 @@ def _command_line() -> str:
     import shlex
 
     return shlex.join(["planner", *sys.argv[1:]])
-
-
-def _records(frame) -> list[dict]:
-    """Rows of a DataFrame with missing values as None (blank in tables, null in JSON)."""
-    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
 
 def _counting_bar(total: int, description: str, disable: bool = False):
@@ -197,10 +201,10 @@ def compare_command(
     if out is not None:
         paths = write_comparison(result, out, _command_line(), hardware, context, min_tokens_per_s)
     if json_out:
-        print_json(_records(result.maxima))
+        print_json(records(result.maxima))
         return
     for m in models:
-        rows = _records(result.maxima[result.maxima["model"] == m])
+        rows = records(result.maxima[result.maxima["model"] == m])
         print_table(
             f"{m} on {hardware}: context {context:,}, >= {min_tokens_per_s:g} tokens/s/user, at max users",
             [
@@ -266,7 +270,7 @@ def sweep_command(
             ("tokens_per_s", "tokens/s"),
             ("binding", "binding"),
         ],
-        _records(frame.head(40)),
+        records(frame.head(40)),
     )
     if out is not None:
         console.print(f"wrote {out}")
@@ -305,7 +309,7 @@ def study_deep_pipeline(
             ("one_mb_joules_per_token", "J/token 1 mb"),
             ("users_ratio", "ratio"),
         ],
-        _records(result.summary),
+        records(result.summary),
     )
     console.print("wrote " + ", ".join(str(p) for p in paths))
 

@@ -14,6 +14,8 @@ from typing import Annotated
 import pint
 from pydantic import BeforeValidator
 
+from planner.core.errors import bounded_repr
+
 # One registry for the whole program; FLOP is added as its own dimension, and FLOPS is FLOP per
 # second as on datasheets ("989 TFLOPS"), not a plural of FLOP.
 _REGISTRY = pint.UnitRegistry()
@@ -58,10 +60,6 @@ MAX_QUANTITY_CHARS = 100
 _INFORMATION_EXPONENT = {"bytes": 1, "bytes_per_s": 1, "pj_per_bit": -1}
 
 
-def _shown(text: str) -> str:
-    return repr(text) if len(text) <= 40 else repr(text[:40]) + "..."
-
-
 @lru_cache(maxsize=4096)
 def parse_quantity(text: str, kind: str) -> float:
     """Parse `text` (e.g. "3.35 TB/s") as a quantity of `kind` and return it in the kind's base unit.
@@ -71,27 +69,27 @@ def parse_quantity(text: str, kind: str) -> float:
     base, example = QUANTITY_KINDS[kind]
     expected = f"a quantity in {base} (e.g. {example!r})"
     if not text.strip() or len(text) > MAX_QUANTITY_CHARS or not _QUANTITY_RE.fullmatch(text):
-        raise ValueError(f"cannot read {_shown(text)} as {expected}: expected a number and a unit")
+        raise ValueError(f"cannot read {bounded_repr(text)} as {expected}: expected a number and a unit")
     try:
         quantity = _REGISTRY.Quantity(text)
     except Exception as exc:  # pint raises several error types for garbage
-        raise ValueError(f"cannot read {_shown(text)} as {expected}: {str(exc)[:80]}") from None
+        raise ValueError(f"cannot read {bounded_repr(text)} as {expected}: {str(exc)[:80]}") from None
     if not isinstance(quantity, pint.Quantity):
         quantity = _REGISTRY.Quantity(quantity)
     try:
         magnitude = float(quantity.magnitude)  # a complex number: TypeError; an int past 1e308: OverflowError
     except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"{_shown(text)} is not a real number; give {expected}") from None
+        raise ValueError(f"{bounded_repr(text)} is not a real number; give {expected}") from None
     if not list(quantity.unit_items()):  # a bare number in a string: the base unit
         return magnitude
     root = _REGISTRY.Quantity(1.0, quantity.units).to_root_units()
     information = dict(root.unit_items()).get("bit", 0)
     if information != _INFORMATION_EXPONENT.get(kind, 0):
-        raise ValueError(f"{_shown(text)} is not in units of {base} (e.g. {example!r})")
+        raise ValueError(f"{bounded_repr(text)} is not in units of {base} (e.g. {example!r})")
     try:
         return float((magnitude * quantity.units).to(base).magnitude)
     except (pint.DimensionalityError, OverflowError):
-        raise ValueError(f"{_shown(text)} is not in units of {base} (e.g. {example!r})") from None
+        raise ValueError(f"{bounded_repr(text)} is not in units of {base} (e.g. {example!r})") from None
 
 
 def check_magnitude(value: float, kind: str) -> float:
@@ -117,6 +115,10 @@ def _validator(kind: str):
         if isinstance(value, bool):
             raise ValueError(f"expected a quantity in {QUANTITY_KINDS[kind][0]}, got a boolean")
         if isinstance(value, (int, float)):
+            if isinstance(value, int) and abs(value) > 10**300:  # float() of it overflows (or nearly)
+                raise ValueError(
+                    f"{bounded_repr(value)} is out of range; give a value like {QUANTITY_KINDS[kind][1]!r}"
+                )
             number = float(value)
         elif isinstance(value, str):
             number = parse_quantity(value.strip(), kind)
@@ -153,7 +155,9 @@ def dtype_bytes(name: str) -> float:
     try:
         return DTYPE_BYTES[name]
     except KeyError:
-        raise ValueError(f"unknown dtype {name!r}; expected one of {', '.join(DTYPE_BYTES)}") from None
+        raise ValueError(
+            f"unknown dtype {bounded_repr(name)}; expected one of {', '.join(DTYPE_BYTES)}"
+        ) from None
 
 
 def human_bytes(n: float) -> str:

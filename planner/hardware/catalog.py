@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from planner.core.errors import PlannerInputError, problems_from_validation
 from planner.core.fileio import is_file, project_root, read_mapping
+from planner.core.schema import Strict as _Strict
 from planner.core.units import (
     Bytes,
     BytesPerSecond,
@@ -27,10 +28,6 @@ from planner.core.units import (
 
 MEMORY_DIR = project_root() / "instances" / "memory"
 HARDWARE_DIR = project_root() / "instances" / "hardware"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class MemoryTechSpec(_Strict):

@@ -40,7 +40,7 @@ class HFConfig(BaseModel):
     first_k_dense_replace: int = Field(default=0, ge=0)
     moe_layer_freq: int = Field(default=1, gt=0)
     decoder_sparse_step: int = Field(default=1, gt=0)
-    mlp_only_layers: list[int] = Field(default_factory=list)
+    mlp_only_layers: list[int] = Field(default_factory=list, max_length=10_000)
     # multi-head latent attention (DeepSeek-V2/V3)
     q_lora_rank: int | None = Field(default=None, gt=0, le=MAX_COUNT)
     kv_lora_rank: int | None = Field(default=None, gt=0, le=MAX_COUNT)

@@ -7,7 +7,6 @@ plan re-reads only the instance and the placement; `evaluate` recomputes every f
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +14,11 @@ from typing import Any
 
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from planner.core.errors import PlannerInputError, problems_from_validation
-from planner.core.fileio import read_mapping, write_text_atomic
+from planner.core.fileio import json_text, read_mapping, write_text_atomic
+from planner.core.schema import Strict as _Strict
 from planner.cost.pipeline import PipelineCost, pipeline_cost
 from planner.model.graph import kv_tokens
 from planner.problem.instance import InstanceSpec
@@ -26,10 +26,6 @@ from planner.problem.problem import Problem, resolve
 
 SPLIT_TOLERANCE = 1e-6  # fractions may miss 1 by this much (solver round-off)
 CAPACITY_TOLERANCE = 1e-6  # relative
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class StageRecord(_Strict):
@@ -58,7 +54,7 @@ class Plan(_Strict):
     """A placement and how it was found. `figures` are derived (recomputed on evaluate), kept for readers."""
 
     instance: InstanceSpec
-    stages: int = Field(gt=0)
+    stages: int = Field(gt=0, le=100_000)  # InstanceSpec.max_groups' limit
     groups: list[list[str]]
     weight_split: dict[str, dict[str, float]]
     kv_split: dict[str, dict[str, float]]
@@ -72,7 +68,7 @@ class Plan(_Strict):
         return yaml.safe_dump(self.to_dict(), sort_keys=False, width=120)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1)
+        return json_text(self.to_dict(), indent=1)
 
     def save(self, path: str | Path) -> Path:
         """Write as YAML (.yaml/.yml) or JSON (.json), atomically."""

@@ -18,15 +18,12 @@ import hashlib
 import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from planner.core.errors import PlannerInputError, problems_from_validation
+from planner.core.errors import PlannerInputError, bounded_repr, problems_from_validation
 from planner.core.fileio import read_mapping
+from planner.core.schema import Strict as _Strict
 from planner.core.units import DTYPE_BYTES, Seconds
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class WorkloadSpec(_Strict):
@@ -52,7 +49,7 @@ class WorkloadSpec(_Strict):
     @classmethod
     def _known_dtype(cls, v: str) -> str:
         if v not in DTYPE_BYTES:
-            raise ValueError(f"unknown dtype {v!r}; expected one of {', '.join(DTYPE_BYTES)}")
+            raise ValueError(f"unknown dtype {bounded_repr(v)}; expected one of {', '.join(DTYPE_BYTES)}")
         return v
 
 
@@ -128,4 +125,4 @@ def spec_from_flags(**fields) -> InstanceSpec:
     try:
         return InstanceSpec.model_validate(data)
     except ValidationError as exc:
-        raise PlannerInputError("command-line flags", problems_from_validation(exc)) from None
+        raise PlannerInputError("command-line flags", problems_from_validation(exc, flags=True)) from None

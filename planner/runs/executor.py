@@ -13,10 +13,14 @@ from planner.runs.cache import Cache, CaseResult, run_case
 
 # ---------------------------------------------------------------------------------------------- many cases
 
+MAX_WORKERS = 256  # local processes; each holds a planner (~250 MB), so more would exhaust memory
+
 
 @contextlib.contextmanager
 def executor(workers: int | None = None, scheduler: str | None = None) -> Iterator[cf.Executor]:
     """Local worker processes, or the concurrent.futures face of a dask.distributed Client at `scheduler`."""
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise PlannerInputError("--workers", [f"{workers:,}: give 1 to {MAX_WORKERS} worker processes"])
     if scheduler is None:
         pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
         try:

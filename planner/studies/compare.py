@@ -66,7 +66,8 @@ def compare(
     from planner.studies.capacity import max_users_many
 
     solver = {"gap": gap} | ({"time_limit": time_limit} if time_limit else {})
-    grid = SweepSpec(
+    grid = SweepSpec.from_arguments(
+        "compare",
         name="memory comparison",
         models=list(models),
         hardware=[hardware],

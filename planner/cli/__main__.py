@@ -1,0 +1,5 @@
+"""`python -m planner.cli` is the `planner` command."""
+
+from planner.cli import main
+
+main()

@@ -1,0 +1,288 @@
+"""Reliability, round 2 (issue 13): one reproducer per class of fault the outside attack found, each failing
+on the code before the fix (f70c310), plus the rule of each class checked on every input kind it touches.
+
+Classes: 1 non-finite numbers, 2 YAML alias expansion, 3 quadratic work and the input size limit,
+4 structurally wrong plans and instance mismatches, 5 integers beyond float range, 6 output paths checked
+before work, 7 the sweep cache, 8 interrupts, 10 names that escape their folder. Exit codes are the README's
+contract: 0 ok, 1 infeasible or a violated plan, 2 bad input (file, field, fix), 3 internal error, 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from fuzz_harness import ROOT, limited_run
+from samples import CSV_HEADER, CSV_ROWS, MICROBENCH
+from test_plan import TINY, hand_plan
+
+from planner.core.errors import bounded_repr, problems_from_validation
+from planner.core.fileio import MAX_ALIAS_VALUES, MAX_INPUT_BYTES, json_text, read_mapping
+from planner.hardware.catalog import HARDWARE_DIR, MEMORY_DIR
+from planner.problem.instance import load_instance
+from planner.problem.problem import resolve
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return resolve(load_instance(TINY))
+
+
+@pytest.fixture(scope="module")
+def plan_data(problem) -> dict:
+    """A valid 3-stage plan of the tiny instance, as the dict a plan file holds."""
+    return hand_plan(problem, 3).to_dict()
+
+
+def _write(path: Path, data) -> Path:
+    path.write_text(json.dumps(data) if path.suffix == ".json" else yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _csv(tmp_path: Path, rows: list[str], name: str = "m.csv") -> Path:
+    path = tmp_path / name
+    path.write_text("\n".join([CSV_HEADER, *rows]) + "\n")
+    return path
+
+
+def _finite_json(text: str):
+    """json.loads that refuses NaN and Infinity (Python's json accepts them; JSON does not)."""
+
+    def refuse(constant: str):
+        raise AssertionError(f"{constant} in JSON output")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+# ---------------------------------------------------------------------------------------------- 1 non-finite
+
+
+@pytest.mark.parametrize("value", [float("nan"), "NaN", float("inf"), "-Infinity"])
+def test_nan_tier_fraction_is_bad_input(cli, input_error, tmp_path, plan_data, value):
+    """Was: `"feasible": true` and `"joules_per_token": NaN` (not JSON). Now exit 2 naming the fraction."""
+    data = json.loads(json.dumps(plan_data))
+    data["weight_split"]["L0.attn"] = {"hbm3e": value}
+    path = _write(tmp_path / "plan.yaml", data)
+    input_error(cli(["evaluate", TINY, path, "--json"]), "weight_split.L0.attn.hbm3e", "finite")
+
+
+def test_nan_objective_is_bad_input(cli, input_error, tmp_path, plan_data):
+    """Was: objective_rel_diff NaN in --json. Every float of a plan file must be finite."""
+    data = json.loads(json.dumps(plan_data))
+    data["solver"]["objective"] = float("nan")
+    input_error(cli(["evaluate", TINY, _write(tmp_path / "p.yaml", data), "--json"]), "solver.objective")
+
+
+@pytest.mark.parametrize("cell", ["1e300", "nan", "inf", "1e-300"])
+def test_absurd_measurement_rows_name_file_line_and_column(cli, input_error, tmp_path, cell):
+    """Was: users=1e300 predicted Infinity (in --json) and calibrate exited 3. Every column has a stated
+    range (planner.studies.calibration.COLUMN_RANGES); the message names file:line and the column."""
+    rows = [CSV_ROWS[0], CSV_ROWS[1].replace(",2,1,2048,", f",2,{cell},2048,")]
+    path = _csv(tmp_path, rows, "bad.csv")
+    input_error(
+        cli(["check-measurements", path, "--hardware", "h100-sxm", "--json"]), "bad.csv:3, column users"
+    )
+    bench = _write(tmp_path / "bench.json", MICROBENCH)
+    args = ["calibrate", "--microbench", bench, "--measurements", path, "--out", tmp_path / "hw.yaml"]
+    input_error(cli(args), "bad.csv:3, column users")
+
+
+def test_step_time_below_its_range(cli, input_error, tmp_path):
+    rows = [CSV_ROWS[0].replace(",5.6057,", ",1e-300,")]
+    input_error(cli(["check-measurements", _csv(tmp_path, rows), "--hardware", "h100-sxm"]), "column step_ms")
+
+
+def test_microbench_figures_have_ranges(cli, input_error, tmp_path):
+    bench = _write(tmp_path / "bench.json", {**MICROBENCH, "hbm_read_tb_per_s": 1e-300})
+    args = ["calibrate", "--microbench", bench, "--measurements", _csv(tmp_path, CSV_ROWS)]
+    input_error(cli([*args, "--out", tmp_path / "hw.yaml"]), "hbm_read_tb_per_s", "1e-300")
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("--gap", "nan"),
+        ("--min-tokens-per-s", "inf"),
+        ("--time-limit", "nan"),
+        ("--min-tokens-per-s", "1e400"),
+    ],
+)
+def test_non_finite_flags_are_bad_input(cli, input_error, flag, value):
+    """Was: compare --gap nan built its SweepSpec unchecked and exited 3 (a pydantic ValidationError)."""
+    common = ["--model", "llama-3.1-8b", "--hardware", "sram-pipeline", "--context", "2048"]
+    args = {"--gap": "1e-4", "--min-tokens-per-s": "20", "--time-limit": "5", flag: value}
+    flags = [x for k, v in args.items() for x in (k, v)]
+    input_error(cli(["compare", *common, "--users", "1", "--memory", "hbm3e", *flags]), flag)
+    input_error(cli(["solve", *common, "--users", "1", *flags]), flag)
+
+
+def test_the_json_writer_refuses_non_finite_numbers():
+    with pytest.raises(ValueError, match=r"rows\.1\.j"):
+        json_text({"rows": [{"j": 1.0}, {"j": float("nan")}]})
+    assert json.loads(json_text({"a": [1, None]})) == {"a": [1, None]}
+
+
+def test_missing_cells_of_a_frame_print_as_null():
+    from planner.cli.base import records
+
+    frame = pd.DataFrame([{"a": 1.0, "b": "x"}, {"a": float("nan"), "b": None}])
+    assert records(frame) == [{"a": 1.0, "b": "x"}, {"a": None, "b": None}]
+
+
+@pytest.mark.parametrize(
+    "where, text",
+    [
+        ("hardware", "achievable: {compute: .nan}"),
+        ("memory", "cost_per_gb_usd: .inf"),
+        ("instance", "solver: {gap: .nan}"),
+    ],
+)
+def test_non_finite_yaml_numbers_anywhere(tmp_path, where, text):
+    """read_mapping refuses NaN and infinity anywhere in a file, naming the field."""
+    path = tmp_path / f"{where}.yaml"
+    path.write_text(text + "\n")
+    with pytest.raises(Exception) as info:
+        read_mapping(path)
+    assert "is not a finite number" in str(info.value) and text.split(":")[0] in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------- 2 aliases
+
+LAUGHS = "\n".join(
+    ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    + [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+)  # 9 levels of 9: 9**9 = 387,420,489 strings once expanded, from about 340 bytes
+
+
+@pytest.mark.parametrize("kind", ["instance", "plan", "hardware", "sweep"])
+def test_billion_laughs_is_refused_quickly(tmp_path, kind):
+    """Was: minutes and more than 700 MB (the error path formatted the expanded value). In a subprocess
+    capped at 3 GB and 60 s: exit 2 in a few seconds, naming the alias bound."""
+    path = tmp_path / f"{kind}.yaml"
+    path.write_text(LAUGHS + "\n")
+    args = {
+        "instance": ["solve", path],
+        "plan": ["evaluate", TINY, path],
+        "hardware": ["sol", "--model", "llama-3.1-8b", "--hardware", path, "--users", "1", "--context", "8"],
+        "sweep": ["sweep", path, "--cache", tmp_path / "cache"],
+    }[kind]
+    started = time.perf_counter()
+    done = limited_run([sys.executable, "-m", "planner.cli", *map(str, args)], timeout=60, cwd=ROOT)
+    assert done.returncode == 2, done.stderr
+    assert f"expand to more than {MAX_ALIAS_VALUES:,} values" in done.stderr
+    assert time.perf_counter() - started < 30
+
+
+def test_a_recursive_alias_is_refused(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("model: &a [*a]\n")
+    with pytest.raises(Exception, match="refers to a value that contains it"):
+        read_mapping(path)
+
+
+def test_small_aliases_still_load(tmp_path):
+    """Anchors are fine where they expand to little: one link spec used for both links."""
+    data = yaml.safe_load((HARDWARE_DIR / "h100-sxm.yaml").read_text())
+    text = yaml.safe_dump({**data, "intra_group_link": data["inter_group_link"]}, sort_keys=False)
+    assert "&id" in text  # safe_dump writes the shared mapping once, as an anchor and an alias
+    path = tmp_path / "hw.yaml"
+    path.write_text(text)
+    assert read_mapping(path)["intra_group_link"] == data["inter_group_link"]
+
+
+def test_bounded_repr_never_builds_the_value():
+    """A list of 10**9 strings (shared sublists, like an alias expansion) and a 5,000-digit integer (whose
+    repr() raises) print in well under a second, at most 60 characters."""
+    value: list = ["lol"] * 10
+    for _ in range(8):
+        value = [value] * 10
+    started = time.perf_counter()
+    for v in (value, 10**5000, "x" * 10**7, b"y" * 10**7):
+        assert len(bounded_repr(v)) <= 60
+    assert time.perf_counter() - started < 0.1
+    assert bounded_repr(10**400) == "<an integer of about 401 digits>"
+
+
+def test_validation_messages_quote_values_briefly():
+    from pydantic import TypeAdapter, ValidationError
+
+    value: list = [1] * 10
+    for _ in range(8):
+        value = [value] * 10
+    with pytest.raises(ValidationError) as info:
+        TypeAdapter(dict[str, int]).validate_python({"a": value})
+    (problem,) = problems_from_validation(info.value)
+    assert len(problem) < 150
+
+
+# ---------------------------------------------------------------------------------------------- 3 linear work
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json", ".csv"])
+def test_files_over_the_size_limit_are_refused(cli, input_error, tmp_path, suffix):
+    path = tmp_path / f"big{suffix}"
+    with path.open("wb") as f:  # sparse: no 16 MB written
+        f.truncate(MAX_INPUT_BYTES + 1)
+    if suffix == ".csv":
+        result = cli(["check-measurements", path, "--hardware", "h100-sxm"])
+    else:
+        result = cli(["evaluate", TINY, path])
+    input_error(result, str(path), f"larger than {MAX_INPUT_BYTES:,} bytes")
+
+
+# ---------------------------------------------------------------------------------------------- 5 big integers
+
+
+@pytest.mark.parametrize(
+    "kind, edit, field",
+    [
+        ("memory", lambda d: d.update(capacity_per_device=10**400), "capacity_per_device"),
+        ("instance", lambda d: d.update(solver={"time_limit": 10**400}), "solver.time_limit"),
+        ("instance", lambda d: d["workload"].update(users=10**400), "workload.users"),
+        ("model", lambda d: d.update(hidden_size=10**400), "hidden_size"),
+        ("sweep", lambda d: d.update(users=[1, 10**400]), "users.1"),
+    ],
+)
+def test_integers_beyond_float_range_name_the_field(cli, input_error, tmp_path, kind, edit, field):
+    """Was: OverflowError (exit 3) for a 401-digit capacity and time_limit: 10**400."""
+    base = {
+        "memory": MEMORY_DIR / "hbm3e.yaml",
+        "instance": ROOT / TINY,
+        "model": ROOT / "graphs" / "llama-3.1-8b.json",
+        "sweep": ROOT / "sweeps" / "example.yaml",
+    }[kind]
+    data = json.loads(base.read_text()) if base.suffix == ".json" else yaml.safe_load(base.read_text())
+    edit(data)
+    path = _write(tmp_path / f"x{base.suffix}", data)
+    args = {
+        "memory": ["sol", "--model", "llama-3.1-8b", "--hardware", "sram-pipeline", "--kv-memory", path],
+        "instance": ["solve", path],
+        "model": ["model", "info", path],
+        "sweep": ["sweep", path, "--cache", tmp_path / "c"],
+    }[kind]
+    if kind == "memory":
+        args += ["--users", "1", "--context", "8"]
+    input_error(cli(args), field)
+
+
+def test_integer_flags_beyond_their_range(cli, input_error):
+    big = "1" + "0" * 400
+    input_error(cli(["solve", TINY, "--users", big]), "--users")
+    input_error(
+        cli(["sol", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--users", big, "--context", "8"]),
+        "--users",
+    )
+
+
+def test_a_sweep_of_too_many_cases(cli, input_error, tmp_path):
+    """2,000 users x 1,000 contexts = 2,000,000 cases: refused before any is built (MAX_CASES 100,000)."""
+    data = yaml.safe_load((ROOT / "sweeps" / "example.yaml").read_text())
+    data.update(users=list(range(1, 2001)), context=list(range(1, 1001)), models=["llama-3.1-8b"])
+    data.update(hardware=["sram-pipeline"], memory=["hbm3e"], min_tokens_per_s=[20])
+    text = input_error(cli(["sweep", _write(tmp_path / "s.yaml", data), "--cache", tmp_path / "c"]))
+    assert "2,000,000 cases, over 100,000" in text
