@@ -78,6 +78,16 @@ def test_nan_objective_is_bad_input(cli, input_error, tmp_path, plan_data):
     input_error(cli(["evaluate", TINY, _write(tmp_path / "p.yaml", data), "--json"]), "solver.objective")
 
 
+def test_tiny_objective_gives_a_finite_relative_difference(cli, tmp_path, plan_data):
+    """|recomputed - objective| / max(|recomputed|, |objective|): an objective of 5e-324 gives 1 - 5e-324/x,
+    i.e. 1.0, where dividing by the objective alone overflowed to Infinity."""
+    data = json.loads(json.dumps(plan_data))
+    data["solver"]["objective"] = 5e-324
+    result = cli(["evaluate", TINY, _write(tmp_path / "p.json", data), "--json"])
+    assert result.exit_code == 0, result.output
+    assert _finite_json(result.stdout)["objective_rel_diff"] == 1.0
+
+
 @pytest.mark.parametrize("cell", ["1e300", "nan", "inf", "1e-300"])
 def test_absurd_measurement_rows_name_file_line_and_column(cli, input_error, tmp_path, cell):
     """Was: users=1e300 predicted Infinity (in --json) and calibrate exited 3. Every column has a stated
@@ -223,6 +233,22 @@ def test_validation_messages_quote_values_briefly():
 # ---------------------------------------------------------------------------------------------- 3 linear work
 
 
+def test_evaluate_is_linear_in_the_plan(tmp_path, plan_data):
+    """Was: list.count in a loop, 52 s for a 548 KB plan. 60,000 duplicate names (about 700 KB) took
+    60,000**2 / 2 = 1.8e9 comparisons; now one pass. Exit 1 (a violation) within the 30 s bound."""
+    data = json.loads(json.dumps(plan_data))
+    data["groups"][0] = data["groups"][0] * 3 + ["L0.attn"] * 60_000
+    path = _write(tmp_path / "big.json", data)
+    assert 500_000 < path.stat().st_size < MAX_INPUT_BYTES
+    started = time.perf_counter()
+    done = limited_run(
+        [sys.executable, "-m", "planner.cli", "evaluate", TINY, str(path)], timeout=30, cwd=ROOT
+    )
+    assert done.returncode == 1, done.stderr
+    assert "nodes placed more than once" in done.stderr
+    assert time.perf_counter() - started < 20
+
+
 @pytest.mark.parametrize("suffix", [".yaml", ".json", ".csv"])
 def test_files_over_the_size_limit_are_refused(cli, input_error, tmp_path, suffix):
     path = tmp_path / f"big{suffix}"
@@ -233,6 +259,76 @@ def test_files_over_the_size_limit_are_refused(cli, input_error, tmp_path, suffi
     else:
         result = cli(["evaluate", TINY, path])
     input_error(result, str(path), f"larger than {MAX_INPUT_BYTES:,} bytes")
+
+
+# ---------------------------------------------------------------------------------------------- 4 structure
+
+
+STRUCTURE = {  # edit of a valid 3-group plan -> the violation evaluate reports (exit 1)
+    "empty group": (lambda d: d["groups"].append([]), "empty groups (no node): 3"),
+    "unknown node": (lambda d: d["groups"][0].append("L99.attn"), "nodes not in the model: L99.attn"),
+    "node twice": (lambda d: d["groups"][1].append(d["groups"][0][0]), "nodes placed more than once: embed"),
+    "node missing": (lambda d: d["groups"][2].pop(), "nodes placed nowhere: lm_head"),
+    "not contiguous": (
+        lambda d: d["groups"][2].append(d["groups"][1].pop(0)),
+        "groups are not contiguous slices",
+    ),
+    "tier not on the hardware": (
+        lambda d: d["kv_split"].update({"L3.attn": {"hbm9": 1.0}}),
+        "kv_split: tiers not on sram-pipeline at L3.attn (hbm9)",
+    ),
+    "fraction out of range": (
+        lambda d: d["kv_split"].update({"L3.attn": {"hbm3e": 1e300}}),
+        "kv_split: fractions outside [0, 1] at L3.attn",
+    ),
+    "no split entry": (lambda d: d["weight_split"].pop("lm_head"), "weight_split: no entry for lm_head"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STRUCTURE))
+def test_structurally_wrong_plans_are_violations(cli, tmp_path, plan_data, case):
+    """Was: an empty group reached pipeline_cost (IndexError, exit 3), and a tier the hardware lacks or a
+    fraction of 1e300 too. Now a violation (exit 1) and no figures; the JSON stays finite."""
+    edit, expected = STRUCTURE[case]
+    data = json.loads(json.dumps(plan_data))
+    edit(data)
+    data["stages"] = len(data["groups"])
+    result = cli(["evaluate", TINY, _write(tmp_path / "p.yaml", data), "--json"])
+    assert result.exit_code == 1, result.output
+    report = _finite_json(result.stdout)
+    assert not report["feasible"] and any(v.startswith(expected) for v in report["violations"]), report
+    assert "joules_per_token" not in report  # not priced
+
+
+def test_plot_of_a_broken_plan_is_bad_input(cli, input_error, tmp_path, plan_data):
+    data = json.loads(json.dumps(plan_data))
+    data["groups"].append([])
+    input_error(cli(["plot", _write(tmp_path / "p.yaml", data), "--out", tmp_path / "p.png"]), "empty groups")
+
+
+def test_a_plan_made_for_another_instance_is_bad_input(cli, input_error, tmp_path, plan_data):
+    """Was: 100,000 users in the plan against 16 in INSTANCE reported feasible. Now exit 2, naming each
+    field that differs with both values."""
+    data = json.loads(json.dumps(plan_data))
+    data["instance"]["workload"]["users"] = 100_000
+    data["instance"]["max_groups"] = 7
+    path = _write(tmp_path / "p.yaml", data)
+    text = input_error(cli(["evaluate", TINY, path]), str(path))
+    assert "workload.users: plan 100000, instance 16" in text and "max_groups: plan 7, instance 3" in text
+
+
+def test_the_same_instance_by_path_or_name_matches(cli, tmp_path, plan_data):
+    """An instance naming its model by path (graphs/llama-3.1-8b.json) is the one whose plan says
+    `llama-3.1-8b`; so is one with another name or solver settings (they do not change the figures)."""
+    spec = yaml.safe_load(Path(ROOT / TINY).read_text())
+    spec["model"] = str(ROOT / "graphs" / "llama-3.1-8b.json")
+    spec["name"] = "renamed"
+    spec["solver"] = {"time_limit": "5 s"}
+    instance = _write(tmp_path / "i.yaml", spec)
+    plan = _write(tmp_path / "p.yaml", plan_data)
+    result = cli(["evaluate", instance, plan, "--json"])
+    assert result.exit_code == 0, result.output
+    assert _finite_json(result.stdout)["feasible"]
 
 
 # ---------------------------------------------------------------------------------------------- 5 big integers

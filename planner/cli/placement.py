@@ -334,18 +334,15 @@ def evaluate_command(
     Exit 0 when the plan is feasible, 1 when it violates a constraint."""
     from planner.api import load_problem
     from planner.plans.plan import evaluate as evaluate_plan
-    from planner.plans.plan import figures, load_plan, summary
+    from planner.plans.plan import figures, load_plan, objective_rel_diff, summary
 
     problem = load_problem(instance)
     plan = load_plan(plan_file)
-    result = evaluate_plan(problem, plan)
+    result = evaluate_plan(problem, plan, source=str(plan_file))
     data = {"feasible": result.feasible, "violations": result.violations}
     if result.cost is not None:
         data.update(summary(plan, result.cost))
-        objective = plan.solver.objective
-        data["objective_rel_diff"] = (
-            abs(result.cost.joules_per_token - objective) / objective if objective else None
-        )
+        data["objective_rel_diff"] = objective_rel_diff(plan, result.cost)
     if json_out:
         print_json(data)
     else:
@@ -375,8 +372,8 @@ def plot_command(
     from planner.render.plots import plot_plan
 
     plan = load_plan(plan_file)
-    problem = load_problem(plan.instance)
-    result = evaluate(problem, plan)
+    problem = load_problem(plan.instance, source=f"{plan_file}: instance")
+    result = evaluate(problem, plan, source=str(plan_file))
     if result.cost is None:
         raise PlannerInputError(plan_file, result.violations)
     plot_plan(plan, problem, result.cost, out)
