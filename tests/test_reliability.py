@@ -382,3 +382,84 @@ def test_a_sweep_of_too_many_cases(cli, input_error, tmp_path):
     data.update(hardware=["sram-pipeline"], memory=["hbm3e"], min_tokens_per_s=[20])
     text = input_error(cli(["sweep", _write(tmp_path / "s.yaml", data), "--cache", tmp_path / "c"]))
     assert "2,000,000 cases, over 100,000" in text
+
+
+# ---------------------------------------------------------------------------------------------- 6 output paths
+
+
+def _bad_output(tmp_path: Path, fault: str, folder: bool, suffix: str) -> Path:
+    """A target of an output flag that cannot be written, named with the suffix the flag wants."""
+    a_file = tmp_path / "a_file.txt"
+    a_file.write_text("x")
+    if fault == "/proc":
+        return Path("/proc/planner-test") if folder else Path(f"/proc/planner-test/x{suffix}")
+    if fault == "300-character name":
+        return tmp_path / ("n" * 300 + ("" if folder else suffix))
+    if fault == "folder for a file":  # or a file for a folder
+        if folder:
+            return a_file
+        (tmp_path / f"a_dir{suffix}").mkdir()
+        return tmp_path / f"a_dir{suffix}"
+    return a_file / ("sub" if folder else f"x{suffix}")  # under a file
+
+
+STUDY = "--model llama-3.1-8b --hardware sram-pipeline --context 8 --min-tokens-per-s 20"
+COMMANDS = {  # command -> (its arguments before the output flag, the flag, True if it takes a folder, suffix)
+    "solve --out": (f"solve {TINY}", "--out", False, ".yaml"),
+    "solve --csv": (f"solve {TINY}", "--csv", True, ""),
+    "sol --csv": (
+        "sol --model llama-3.1-8b --hardware h100-sxm --users 1 --context 8",
+        "--csv",
+        False,
+        ".csv",
+    ),
+    "model graph --out": ("model graph llama-3.1-8b", "--out", False, ".json"),
+    "capacity --cache": (f"capacity {STUDY}", "--cache", True, ""),
+    "sweep --out": ("sweep sweeps/example.yaml", "--out", False, ".csv"),
+    "sweep --cache": ("sweep sweeps/example.yaml", "--cache", True, ""),
+    "compare --out": (f"compare {STUDY} --users 1", "--out", True, ""),
+    "study kv-demand --out": ("study kv-demand", "--out", True, ""),
+    "study deep-pipeline --out": ("study deep-pipeline", "--out", True, ""),
+}
+
+
+@pytest.fixture
+def no_solving(monkeypatch):
+    """Any solve or calibration fit fails the test: output paths must be refused before the work."""
+    import planner.placement.solve
+    import planner.studies.calibration
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the work started before the output path was checked")
+
+    monkeypatch.setattr(planner.placement.solve, "solve_problem", forbidden)
+    monkeypatch.setattr(planner.studies.calibration, "calibrate_rows", forbidden)
+
+
+@pytest.mark.parametrize("fault", ["/proc", "300-character name", "folder for a file", "under a file"])
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_bad_output_paths_exit_2_before_any_work(cli, input_error, tmp_path, no_solving, command, fault):
+    """Was: exit 3 after the solve (minutes). Now exit 2 naming the flag and the path, and no solve ran."""
+    args, flag, folder, suffix = COMMANDS[command]
+    target = _bad_output(tmp_path, fault, folder, suffix)
+    extra = (
+        ["--cache", tmp_path / "cache"]
+        if flag != "--cache" and command.split()[0] in ("sweep", "compare")
+        else []
+    )
+    input_error(cli([*args.split(), flag, target, *extra]), flag, str(target)[:40])
+
+
+def test_calibrate_checks_out_and_report_first(cli, input_error, tmp_path, no_solving):
+    bench = _write(tmp_path / "bench.json", MICROBENCH)
+    args = ["calibrate", "--microbench", bench, "--measurements", _csv(tmp_path, CSV_ROWS)]
+    input_error(cli([*args, "--out", "/proc/x/hw.yaml"]), "--out", "/proc/x/hw.yaml")
+    input_error(cli([*args, "--out", tmp_path / "hw.yaml", "--report", tmp_path]), "--report")
+
+
+def test_good_output_paths_pass_and_folders_are_made(tmp_path):
+    from planner.core.fileio import check_output
+
+    check_output(tmp_path / "new" / "deeper" / "plan.yaml", "--out", suffixes=(".yaml",))
+    check_output(tmp_path / "new-dir", "--csv", directory=True, files=("nodes.csv",))
+    assert not (tmp_path / "new").exists()  # checking creates nothing

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from planner.cli.base import app, console, handle_errors, print_json, print_table
+from planner.core.fileio import check_output
 
 # ---------------------------------------------------------------------------------------------- calibration
 
@@ -79,6 +80,9 @@ def calibrate_command(
     """Fit achievable fractions, fixed costs and energy coefficients to measured decode steps.
 
     Reports in-sample, leave-one-out and (with --holdout) fixed-split errors; writes the hardware YAML."""
+    check_output(out, "--out", suffixes=(".yaml", ".yml"))
+    check_output(report, "--report", suffixes=(".md",))
+    check_output(report and report.with_suffix(".csv"), "--report")
     from planner.api import calibrate
     from planner.studies.calibration import PARAM_ROWS
 

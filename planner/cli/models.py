@@ -15,6 +15,7 @@ from planner.cli.base import (
     model_app,
     print_json,
 )
+from planner.core.fileio import check_output
 
 # ---------------------------------------------------------------------------------------------- model
 
@@ -62,6 +63,7 @@ def model_graph(
     kv_dtype: Annotated[str, typer.Option(help="bf16, fp8 or fp4")] = "bf16",
 ) -> None:
     """Write the model's decode graph as GraphML or node-link JSON (chosen by the file suffix)."""
+    check_output(out, "--out", suffixes=(".graphml", ".json"))
     from planner.api import write_graph
     from planner.model.graph import load_model
 

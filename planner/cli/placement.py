@@ -19,6 +19,7 @@ from planner.cli.base import (
     records,
 )
 from planner.core.errors import PlannerInputError
+from planner.core.fileio import check_output, write_text_atomic
 
 # ---------------------------------------------------------------------------------------------- sol
 
@@ -54,6 +55,8 @@ def sol_command(
     csv: Annotated[Path | None, typer.Option("--csv", help="FILE.csv: the table")] = None,
 ) -> None:
     """Speed of light of one decode token: time and energy by category (weights, KV, compute, links, idle)."""
+    check_output(plot, "--plot")
+    check_output(csv, "--csv")
     from planner.api import sol
 
     user_list = parse_int_list(users, "--users")
@@ -75,8 +78,6 @@ def sol_command(
 
     frame = pd.concat(frames, ignore_index=True)
     if csv:
-        from planner.core.fileio import write_text_atomic
-
         write_text_atomic(csv, frame.to_csv(index=False))
     if plot:
         from planner.render.plots import plot_sol
@@ -191,7 +192,7 @@ def solve_command(
 ) -> None:
     """Place a model on chip groups and memory tiers, minimizing joules per token (Pyomo MILP, HiGHS)."""
     from planner.api import load_problem
-    from planner.plans.plan import evaluate, summary, write_csv_tables
+    from planner.plans.plan import CSV_TABLES, evaluate, summary, write_csv_tables
 
     spec, source = _instance_from(
         instance,
@@ -211,8 +212,8 @@ def solve_command(
             method=method,
         ),
     )
-    if out is not None and out.suffix not in (".yaml", ".yml", ".json"):
-        raise PlannerInputError(str(out), ["--out must end in .yaml, .yml or .json"])
+    check_output(out, "--out", suffixes=(".yaml", ".yml", ".json"))
+    check_output(csv, "--csv", directory=True, files=CSV_TABLES)
     problem = load_problem(spec, source)
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -367,6 +368,7 @@ def plot_command(
     out: Annotated[Path, typer.Option("--out", help="FILE.png")],
 ) -> None:
     """Draw a plan: the chip groups in a chain, their layers, tier fill and binding resource."""
+    check_output(out, "--out")
     from planner.api import load_problem
     from planner.plans.plan import evaluate, load_plan
     from planner.render.plots import plot_plan

@@ -19,7 +19,7 @@ from planner.cli.base import (
     print_table,
     records,
 )
-from planner.core.errors import PlannerInputError
+from planner.core.fileio import check_output
 
 # ---------------------------------------------------------------------------------------------- capacity, compare, sweep, studies
 
@@ -85,6 +85,7 @@ def capacity_command(
 
     Feasibility is monotone in U (see planner.capacity), so a galloping search from the capacity bound and
     a bisection find U* with a feasible solve at U* and an infeasible one at U*+1 (its binding limit shown)."""
+    check_output(cache, "--cache", directory=True)
     from planner.api import capacity
     from planner.problem.instance import spec_from_flags
 
@@ -173,6 +174,10 @@ def compare_command(
 ) -> None:
     """Memory technologies for the KV tier side by side: J/token by category, max users, S, chips, power,
     tokens/s and KV bandwidth per die; a Pareto plot of J/token against users."""
+    from planner.studies.compare import COMPARISON_FILES
+
+    check_output(cache, "--cache", directory=True)
+    check_output(out, "--out", directory=True, files=COMPARISON_FILES)
     from planner.api import compare
 
     models = [m for m in model.split(",") if m.strip()]
@@ -238,8 +243,8 @@ def sweep_command(
     from planner.api import sweep
     from planner.runs.sweep import load_sweep
 
-    if out is not None and out.suffix not in (".csv", ".parquet"):
-        raise PlannerInputError(str(out), ["--out must end in .csv or .parquet"])
+    check_output(out, "--out", suffixes=(".csv", ".parquet"))
+    check_output(cache, "--cache", directory=True)
     spec = load_sweep(sweep_file)
     bar, advance = _counting_bar(len(spec.cases()), f"sweep {spec.name or sweep_file.stem}")
     with bar:
@@ -288,6 +293,10 @@ def study_deep_pipeline(
 ) -> None:
     """S micro-batches in flight (the deep pipeline) against one, at the same per-user speed: max users
     and J/token per S, for each model of the sweep file."""
+    from planner.studies.deep_pipeline import DEEP_PIPELINE_FILES
+
+    check_output(out, "--out", directory=True, files=DEEP_PIPELINE_FILES)
+    check_output(cache, "--cache", directory=True)
     from planner.runs.sweep import load_sweep
     from planner.studies.deep_pipeline import deep_pipeline, write_deep_pipeline
 
@@ -324,6 +333,7 @@ def study_kv_demand(
 ) -> None:
     """KV bandwidth demand per byte of KV stored, per plan, against each technology's bandwidth/capacity:
     which technologies are bandwidth- and which capacity-limited for the KV cache."""
+    check_output(out, "--out", directory=True, files=("kv_demand.md",))
     from planner.render.markdown import write_markdown
     from planner.studies.kv_demand import kv_demand, kv_demand_markdown
 

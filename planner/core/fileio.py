@@ -1,9 +1,10 @@
-"""Reading input files safely and writing results atomically (temp file + rename).
+"""Reading input files safely, checking output paths before work starts, and writing results atomically.
 
 Every input file (YAML, JSON, CSV) is read by `read_text`: a regular file of at most MAX_INPUT_BYTES,
 UTF-8. YAML and JSON mappings go through `read_mapping`, which also bounds YAML alias expansion and
 rejects any number that is not finite or beyond MAX_MAGNITUDE, naming the field. Every JSON the planner
-writes goes through `json_text`, which refuses NaN and infinity.
+writes goes through `json_text`, which refuses NaN and infinity. Every output path of a command is
+checked by `check_output` before any work.
 """
 
 from __future__ import annotations
@@ -12,16 +13,18 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from planner.core.errors import PlannerInputError, bounded_repr
+from planner.core.errors import PlannerInputError, bounded_repr, printable
 
 MAX_INPUT_BYTES = 16_000_000  # 16 MB: a plan of 2,000 groups is about 3 MB; anything larger is not ours
 MAX_ALIAS_VALUES = 1_000_000  # values of a YAML document once its aliases are written out
 MAX_MAGNITUDE = 1e300  # the largest number accepted anywhere (its square root keeps products finite)
+MAX_NAME_BYTES = 255  # one path component, as Linux, macOS and Windows file systems allow
 
 # the C parser when PyYAML has it (7x faster, and libyaml caps nesting at 1,000 levels); same constructor
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -175,12 +178,75 @@ def is_file(path: str | Path) -> bool:
         return False
 
 
+def either(choices: Sequence[str]) -> str:
+    """'.yaml, .yml or .json'."""
+    return choices[0] if len(choices) == 1 else f"{', '.join(choices[:-1])} or {choices[-1]}"
+
+
 def project_root() -> Path:
     """The repository root (where graphs/ and instances/ live)."""
     return Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------------------------------------- output
+
+
+def check_output(
+    path: str | Path | None,
+    flag: str,
+    directory: bool = False,
+    suffixes: Sequence[str] = (),
+    files: Sequence[str] = (),
+) -> None:
+    """Raise PlannerInputError (naming `flag` and the path) now, before any work, if a result could not
+    be written to `path`: a name too long, a folder where a file is meant (or a file where a folder is),
+    something that is not a regular file, a folder that cannot be written (read-only, /proc, missing
+    permissions), a wrong suffix. With `directory`, `path` is a folder and `files` the names written in it.
+    Checked by writing and removing a small temporary file in the folder that will receive the result."""
+    if path is None:
+        return
+    path = Path(path)
+    problem = _output_problem(path, directory, suffixes)
+    for name in files if directory and problem is None else ():
+        problem = _output_problem(path / name, False, ())
+    if problem is not None:
+        raise PlannerInputError(flag, [f"{printable(str(path), 200)}: {problem}"])
+
+
+def _output_problem(path: Path, directory: bool, suffixes: Sequence[str]) -> str | None:
+    """Why `path` cannot receive an output (a file, or with `directory` a folder), or None."""
+    if suffixes and not directory and path.suffix not in suffixes:
+        return f"the file name must end in {either(suffixes)}"
+    text = str(path)
+    if "\x00" in text:
+        return "the path contains a NUL character"
+    long = [p for p in path.parts if len(os.fsencode(p)) > MAX_NAME_BYTES]
+    if long:
+        return f"a name of {len(os.fsencode(long[0])):,} bytes; file systems allow {MAX_NAME_BYTES} per name"
+    try:
+        if path.exists() or path.is_symlink():
+            if directory and not path.is_dir():
+                return "exists and is not a folder; give a folder"
+            if not directory and path.is_dir():
+                return "is a folder; give a file name (inside it, say)"
+            if not directory and not path.is_file():
+                return "exists and is not a regular file (a device, a pipe or a broken link)"
+        folder = path if directory else path.parent
+        existing = folder
+        while not existing.exists():  # the folders that write_*_atomic will create
+            if existing.is_symlink():
+                return f"{existing} is a broken link"
+            existing = existing.parent
+        if not existing.is_dir():
+            return f"{existing} is a file, so no folder can be made under it"
+        fd, probe = tempfile.mkstemp(prefix=".planner-probe-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return f"cannot write there: {exc.strerror or exc}"
+    except ValueError as exc:  # a name the OS API rejects outright
+        return f"not a usable path: {exc}"
+    return None
 
 
 def json_text(data: Any, indent: int | None = 2, sort_keys: bool = False) -> str:
@@ -219,7 +285,8 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     """Write `data` to `path` via a temp file in the same folder and an atomic rename: never a half file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    # the temp name stays short whatever the target's length (a 250-byte name plus a suffix would not fit)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:40]}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

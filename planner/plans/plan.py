@@ -382,12 +382,13 @@ def group_frame(cost: PipelineCost, problem: Problem) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+CSV_TABLES = ("nodes.csv", "groups.csv")  # what write_csv_tables writes
+
+
 def write_csv_tables(plan: Plan, problem: Problem, cost: PipelineCost, directory: str | Path) -> list[Path]:
     directory = Path(directory)
-    return [
-        write_text_atomic(directory / "nodes.csv", node_frame(plan, problem).to_csv(index=False)),
-        write_text_atomic(directory / "groups.csv", group_frame(cost, problem).to_csv(index=False)),
-    ]
+    frames = (node_frame(plan, problem), group_frame(cost, problem))
+    return [write_text_atomic(directory / name, f.to_csv(index=False)) for name, f in zip(CSV_TABLES, frames)]
 
 
 def clean_split(split: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
