@@ -463,3 +463,67 @@ def test_good_output_paths_pass_and_folders_are_made(tmp_path):
     check_output(tmp_path / "new" / "deeper" / "plan.yaml", "--out", suffixes=(".yaml",))
     check_output(tmp_path / "new-dir", "--csv", directory=True, files=("nodes.csv",))
     assert not (tmp_path / "new").exists()  # checking creates nothing
+
+
+def _hardware_with_kv_file(tmp_path: Path, memory: dict) -> tuple[Path, dict]:
+    """hw/chip.yaml: sram-pipeline with its off-chip tier `tech: ../mem/kv.yaml`, and mem/kv.yaml holding
+    `memory`; returns the hardware file and its content."""
+    for folder in ("hw", "mem"):
+        (tmp_path / folder).mkdir(exist_ok=True)
+    _write(tmp_path / "mem" / "kv.yaml", memory)
+    hardware = yaml.safe_load((HARDWARE_DIR / "sram-pipeline.yaml").read_text())
+    hardware["memory"] = [
+        t if t["tech"] == "sram" else {**t, "tech": "../mem/kv.yaml"} for t in hardware["memory"]
+    ]
+    return _write(tmp_path / "hw" / "chip.yaml", hardware), hardware
+
+
+# ---------------------------------------------------------------------------------------------- 10 names
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("kv_memory", "../hardware/h100-sxm"),
+        ("hardware", "../memory/hbm3"),
+        ("model", "../graphs/llama-3.1-8b"),
+        ("hardware", "instances/hardware/h100-sxm"),  # a path must end in .yaml
+        ("kv_memory", "HBM3E"),
+        ("model", "llama-3.1-8b/"),
+    ],
+)
+def test_names_do_not_escape_their_folder(cli, input_error, tmp_path, field, value):
+    """Was: `kv_memory: ../hardware/h100-sxm` read instances/memory/../hardware/h100-sxm.yaml. A catalog
+    name matches [a-z0-9][a-z0-9._-]* and is looked up only in its folder; anything else is a path, which
+    must end in .yaml/.yml (.json for models) and exist."""
+    spec = yaml.safe_load(Path(ROOT / TINY).read_text())
+    spec[field] = value
+    text = input_error(cli(["solve", _write(tmp_path / "i.yaml", spec)]), f"{field}: {value}", "no such")
+    assert "a path must end in" in text or "no such" in text
+
+
+def test_catalog_names_and_paths_still_work(tmp_path):
+    spec = yaml.safe_load(Path(ROOT / TINY).read_text())
+    spec.update(
+        model=str(ROOT / "graphs" / "llama-3.1-8b.json"),
+        hardware="sram-pipeline",
+        kv_memory="instances/memory/hbm3e.yaml",
+    )
+    problem = resolve(load_instance(_write(tmp_path / "i.yaml", spec)))
+    assert problem.hw.kv_memory == "instances/memory/hbm3e.yaml" and problem.model.name == "llama-3.1-8b"
+
+
+def test_tech_paths_in_a_hardware_file_are_relative_to_that_file(tmp_path, monkeypatch):
+    """`tech: ../mem/kv.yaml` in hw/chip.yaml means mem/kv.yaml next to hw/, whatever the working folder."""
+    from planner.hardware.catalog import load_hardware
+
+    path, hardware = _hardware_with_kv_file(tmp_path, yaml.safe_load((MEMORY_DIR / "hbm3e.yaml").read_text()))
+    monkeypatch.chdir(tmp_path / "mem")
+    hw = load_hardware(path)
+    assert [t.name for t in hw.tiers] == [t.name for t in load_hardware("sram-pipeline").tiers]
+    hardware["memory"][-1]["tech"] = "../hardware/h100-sxm"
+    _write(path, hardware)
+    with pytest.raises(
+        Exception, match=r"memory\.\d\.tech: \.\./hardware/h100-sxm: no such memory technology"
+    ):
+        load_hardware(path)

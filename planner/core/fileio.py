@@ -3,8 +3,8 @@
 Every input file (YAML, JSON, CSV) is read by `read_text`: a regular file of at most MAX_INPUT_BYTES,
 UTF-8. YAML and JSON mappings go through `read_mapping`, which also bounds YAML alias expansion and
 rejects any number that is not finite or beyond MAX_MAGNITUDE, naming the field. Every JSON the planner
-writes goes through `json_text`, which refuses NaN and infinity. Every output path of a command is
-checked by `check_output` before any work.
+writes goes through `json_text`, which refuses NaN and infinity. Catalog names and paths are told apart
+by `catalog_file`, and every output path of a command is checked by `check_output` before any work.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -178,9 +179,61 @@ def is_file(path: str | Path) -> bool:
         return False
 
 
+# A catalog name: lowercase letters, digits, '.', '_' and '-', starting with a letter or digit.
+CATALOG_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+
+
+def catalog_file(directory: Path, name_or_path: str | Path, what: str, suffixes: Sequence[str]) -> Path:
+    """The file a catalog name or a path refers to.
+
+    A *name* matches CATALOG_NAME (so it holds no path separator and cannot be '..') and does not end in
+    one of `suffixes`; it is looked up only in `directory`, as NAME + suffixes[0], so it never reaches
+    outside that folder. Anything else is a *path*: it must end in one of `suffixes` and exist (for model
+    configs, suffixes (".json",), a folder holding a config.json is accepted too). A miss is a
+    PlannerInputError that names the value and says what would work."""
+    text = str(name_or_path)
+    names = ", ".join(sorted(p.stem for p in directory.glob(f"*{suffixes[0]}")))
+    endings = either(suffixes)
+    if CATALOG_NAME.fullmatch(text) and not text.endswith(tuple(suffixes)):
+        shipped = directory / f"{text}{suffixes[0]}"
+        if is_file(shipped):
+            return shipped
+        raise PlannerInputError(
+            text,
+            [
+                f"no such {what}: expected one of {names}, or a path to a {endings} file "
+                f"(./{text}{suffixes[0]} for a file in this folder)"
+            ],
+        )
+    path = Path(text)
+    if suffixes[0] == ".json" and is_file(path / "config.json"):
+        return path / "config.json"
+    if not text.endswith(tuple(suffixes)):
+        raise PlannerInputError(
+            text,
+            [
+                f"no such {what}: not a name in the catalog ({names}; a name has lowercase letters, digits, "
+                f"'.', '_', '-') and not a path to a {endings} file (a path must end in {endings})"
+            ],
+        )
+    if not is_file(path):
+        raise PlannerInputError(text, [f"no such {what} file (or not a regular file); check the path"])
+    return path
+
+
 def either(choices: Sequence[str]) -> str:
     """'.yaml, .yml or .json'."""
     return choices[0] if len(choices) == 1 else f"{', '.join(choices[:-1])} or {choices[-1]}"
+
+
+def relative_to_file(value: str, base: Path | None) -> str:
+    """A relative path written in an input file, taken relative to that file's folder (`base`) when it
+    exists there; names and absolute paths are returned as they are."""
+    if base is not None and ("/" in value or value.endswith((".json", ".yaml", ".yml"))):
+        candidate = base / value
+        if is_file(candidate) or is_file(candidate / "config.json"):
+            return str(candidate)
+    return value
 
 
 def project_root() -> Path:

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from planner.core.errors import PlannerInputError
-from planner.core.fileio import is_file, project_root
+from planner.core.fileio import catalog_file, project_root
 
 GRAPHS_DIR = project_root() / "graphs"
 MAX_COUNT = 10_000_000  # anything above this in a config count field is a typo
@@ -136,15 +135,6 @@ class HFConfig(BaseModel):
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
-    """graphs/NAME.json for a shipped name, else the path itself."""
-    text = str(name_or_path)
-    shipped = GRAPHS_DIR / f"{text}.json"
-    if is_file(shipped):
-        return shipped
-    path = Path(text)
-    if is_file(path / "config.json"):
-        return path / "config.json"
-    if is_file(path):
-        return path
-    names = ", ".join(sorted(p.stem for p in GRAPHS_DIR.glob("*.json")))
-    raise PlannerInputError(text, [f"no such model: expected one of {names}, or a path to an HF config.json"])
+    """graphs/NAME.json for a catalog name, else a path to a .json (or .yaml) file or to a folder holding
+    a config.json (a downloaded checkpoint)."""
+    return catalog_file(GRAPHS_DIR, name_or_path, "model", (".json", ".yaml", ".yml"))

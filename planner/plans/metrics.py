@@ -25,7 +25,7 @@ import pandas as pd
 from planner.core.fileio import read_mapping
 from planner.cost.node import node_cost
 from planner.cost.pipeline import PipelineCost, pipeline_cost
-from planner.hardware.catalog import HARDWARE_DIR, Hardware, HardwareSpec
+from planner.hardware.catalog import Hardware, HardwareSpec, hardware_path
 from planner.plans.plan import Plan, evaluate, summary
 from planner.problem.problem import Problem
 
@@ -71,10 +71,8 @@ FLOOR_TOLERANCE = 1e-9  # relative, as planner.plan.evaluate
 
 def reticle_dies_per_chip(hardware: str) -> int:
     """chip.reticle_dies of a hardware file (1 when the file cannot be read as a shipped name/path)."""
-    path = HARDWARE_DIR / f"{hardware}.yaml"
-    path = path if path.is_file() else Path(hardware)
     try:
-        return HardwareSpec.model_validate(read_mapping(path)).chip.reticle_dies
+        return HardwareSpec.model_validate(read_mapping(hardware_path(hardware))).chip.reticle_dies
     except Exception:  # the hardware was validated when the case was solved; be lenient here
         return 1
 

@@ -42,8 +42,14 @@ class Problem:
 def resolve(spec: InstanceSpec, source: str = "instance") -> Problem:
     """Load the model and hardware of an instance and check the tiers it names."""
     w = spec.workload
-    model = load_model(spec.model, w.weight_dtype, w.kv_dtype, w.activation_dtype)
-    hw = load_hardware(spec.hardware, spec.kv_memory)
+    try:
+        model = load_model(spec.model, w.weight_dtype, w.kv_dtype, w.activation_dtype)
+        hw = load_hardware(spec.hardware, spec.kv_memory)
+    except PlannerInputError as exc:  # a name or path that leads nowhere: say which field gave it
+        field = next((f for f in ("model", "hardware", "kv_memory") if getattr(spec, f) == exc.source), None)
+        if field is None:
+            raise
+        raise PlannerInputError(source, [f"{field}: {exc.source}: {p}" for p in exc.problems]) from None
     if spec.chips_per_group is not None:
         if spec.chips_per_group > 1 and hw.intra_link is None:
             raise PlannerInputError(

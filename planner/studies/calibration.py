@@ -39,7 +39,7 @@ from pydantic import ValidationError
 from planner.core.errors import PlannerInputError, bounded_repr, problems_from_validation
 from planner.core.fileio import read_mapping, read_text, write_text_atomic
 from planner.cost.pipeline import PipelineCost, pipeline_cost
-from planner.hardware.catalog import HARDWARE_DIR, Hardware, _named_file, load_hardware
+from planner.hardware.catalog import Hardware, hardware_path, load_hardware
 from planner.model.config import HFConfig
 from planner.model.graph import Dtypes, build_graph
 
@@ -608,7 +608,7 @@ def calibrate(
     progress: Callable[[str], None] | None = None,
 ) -> Calibration:
     """Fit `hardware`'s achievable fractions and energy coefficients to measured decode steps."""
-    base_path = _named_file(HARDWARE_DIR, hardware, "hardware")
+    base_path = hardware_path(hardware)
     base = load_hardware(base_path)
     rows = read_measurements(measurements)
     priors = priors_from_microbench(microbench, base)
