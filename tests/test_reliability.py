@@ -10,6 +10,7 @@ contract: 0 ok, 1 infeasible or a violated plan, 2 bad input (file, field, fix),
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -465,6 +466,84 @@ def test_good_output_paths_pass_and_folders_are_made(tmp_path):
     assert not (tmp_path / "new").exists()  # checking creates nothing
 
 
+# ---------------------------------------------------------------------------------------------- 7 the cache
+
+SMALL_SWEEP = {
+    "name": "cache test",
+    "models": ["llama-3.1-8b"],
+    "hardware": ["sram-pipeline"],
+    "memory": ["hbm3e"],
+    "users": [1, 16],
+    "context": 2048,
+    "min_tokens_per_s": [20],
+    "chips_per_group": 4,
+    "max_groups": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def solved_cache(tmp_path_factory):
+    """A cache holding the two cases of SMALL_SWEEP, and the table of a fresh run."""
+    from planner.runs.sweep import SweepSpec, sweep
+
+    directory = tmp_path_factory.mktemp("cache")
+    frame = sweep(SweepSpec.model_validate(SMALL_SWEEP), cache=directory, workers=1)
+    return directory, frame
+
+
+WRONG_SHAPES = {
+    "a list": lambda e: [],
+    "null": lambda e: None,
+    "a number": lambda e: 3,
+    "row without status": lambda e: {**e, "row": {k: v for k, v in e["row"].items() if k != "status"}},
+    "row is a list": lambda e: {**e, "row": []},
+    "status of another kind": lambda e: {**e, "row": {**e["row"], "status": ["optimal"]}},
+    "J/token as text": lambda e: {**e, "row": {**e["row"], "joules_per_token": "0.1"}},
+    "a column missing": lambda e: {**e, "row": {k: v for k, v in e["row"].items() if k != "stages"}},
+    "another case's keys": lambda e: {**e, "row": {**e["row"], "users": 999}},
+    "plan is a list": lambda e: {**e, "plan": []},
+    "plan groups as text": lambda e: {**e, "plan": {**e["plan"], "groups": "embed"}},
+    "spec is a list": lambda e: {**e, "spec": []},
+}
+
+
+@pytest.mark.parametrize("shape", sorted(WRONG_SHAPES))
+def test_cache_entries_of_the_wrong_shape_are_solved_again(tmp_path, solved_cache, shape):
+    """Was: `[]`, `null` or a row without status killed the sweep (exit 3). Now a miss: the case is solved
+    again and the table equals a fresh run's (timings aside)."""
+    from planner.runs.sweep import SweepSpec, sweep
+
+    source, fresh = solved_cache
+    directory = tmp_path / "cache"
+    shutil.copytree(source, directory)
+    entries = sorted(directory.glob("*.json"))
+    entry = json.loads(entries[0].read_text())
+    entries[0].write_text(json.dumps(WRONG_SHAPES[shape](entry)))
+    hits: list[bool] = []
+    again = sweep(
+        SweepSpec.model_validate(SMALL_SWEEP),
+        cache=directory,
+        workers=1,
+        progress=lambda r, h: hits.append(h),
+    )
+    assert sorted(hits) == [False, True]
+    pd.testing.assert_frame_equal(again.drop(columns="solve_s"), fresh.drop(columns="solve_s"))
+    assert json.loads(entries[0].read_text())["row"]["status"] in ("optimal", "time_limit")
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe", b"[" * 100_000, b'{"version": 2'])
+def test_unreadable_cache_entries_are_misses(solved_cache, tmp_path, content):
+    from planner.runs.cache import Cache
+    from planner.runs.sweep import SweepSpec
+
+    source, _ = solved_cache
+    directory = tmp_path / "cache"
+    shutil.copytree(source, directory)
+    spec = SweepSpec.model_validate(SMALL_SWEEP).cases()[0]
+    Cache(directory).path(spec).write_bytes(content)
+    assert Cache(directory).get(spec) is None
+
+
 def _hardware_with_kv_file(tmp_path: Path, memory: dict) -> tuple[Path, dict]:
     """hw/chip.yaml: sram-pipeline with its off-chip tier `tech: ../mem/kv.yaml`, and mem/kv.yaml holding
     `memory`; returns the hardware file and its content."""
@@ -476,6 +555,28 @@ def _hardware_with_kv_file(tmp_path: Path, memory: dict) -> tuple[Path, dict]:
         t if t["tech"] == "sram" else {**t, "tech": "../mem/kv.yaml"} for t in hardware["memory"]
     ]
     return _write(tmp_path / "hw" / "chip.yaml", hardware), hardware
+
+
+def test_a_memory_file_referenced_from_a_hardware_file_is_in_the_cache_key(tmp_path):
+    """The issue's case: the KV memory is a file given by (relative) path in the hardware file. With its
+    bandwidth at 1 GB/s per device instead of 1.2 TB/s, 2 groups x 4 chips x 4 devices give 32 GB/s, and
+    the 14 GB of bf16 weights beyond the 2 GB of SRAM alone take 0.44 s per token: far below 20 tokens/s.
+    A resumed sweep must say infeasible, as a fresh one does, instead of the cached optimum."""
+    from planner.runs.sweep import SweepSpec, sweep
+
+    memory = yaml.safe_load((MEMORY_DIR / "hbm3e.yaml").read_text())
+    memory["bandwidth_per_device"] = "1.2 TB/s"
+    hw_path, _ = _hardware_with_kv_file(tmp_path, memory)
+    spec = SweepSpec.model_validate(
+        {**SMALL_SWEEP, "hardware": [str(hw_path)], "memory": [None], "users": [16]}
+    )
+    first = sweep(spec, cache=tmp_path / "cache", workers=1)
+    assert list(first["status"]) == ["optimal"]
+    memory["bandwidth_per_device"] = "1 GB/s"
+    _write(tmp_path / "mem" / "kv.yaml", memory)
+    resumed = sweep(spec, cache=tmp_path / "cache", workers=1)
+    fresh = sweep(spec, cache=tmp_path / "fresh", workers=1)
+    assert list(resumed["status"]) == list(fresh["status"]) == ["infeasible"]
 
 
 # ---------------------------------------------------------------------------------------------- 10 names
