@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -577,6 +579,61 @@ def test_a_memory_file_referenced_from_a_hardware_file_is_in_the_cache_key(tmp_p
     resumed = sweep(spec, cache=tmp_path / "cache", workers=1)
     fresh = sweep(spec, cache=tmp_path / "fresh", workers=1)
     assert list(resumed["status"]) == list(fresh["status"]) == ["infeasible"]
+
+
+# ---------------------------------------------------------------------------------------------- 8 interrupts
+
+
+def _interrupt_when(module: str, then_wait: float = 0.0) -> subprocess.CompletedProcess:
+    """Run `planner solve` on the shipped Llama-70B deep-pipeline instance (about 2 s of solving) with
+    -X importtime; send SIGINT once stderr shows that `module` is imported (the imports after it are under
+    way), then `then_wait` s later."""
+    cmd = [
+        sys.executable,
+        "-X",
+        "importtime",
+        "-m",
+        "planner.cli",
+        "solve",
+        "instances/llama-3.1-70b_sram-pipeline_novel-kv-dram.yaml",
+    ]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if line.split("|")[-1].strip() == module:
+            break
+    time.sleep(then_wait)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, "".join(lines) + err)
+
+
+@pytest.mark.parametrize(
+    "module, then_wait",
+    [
+        ("rich.console", 0.0),  # typer and rich load
+        ("typer", 0.0),  # the command modules load
+        ("planner.cli.base", 0.0),
+        ("pandas", 0.0),  # the planner's API loads, then the instance is read
+        ("highspy", 0.0),  # the solver stack loads
+        ("planner.placement.solve", 0.0),  # the solve starts
+        ("planner.placement.solve", 0.3),  # solving
+    ],
+)
+def test_ctrl_c_at_any_moment_prints_one_line_and_exits_130(module, then_wait):
+    """Was: a KeyboardInterrupt traceback when Ctrl-C came during the imports (the first seconds)."""
+    done = _interrupt_when(module, then_wait)
+    said = [ln for ln in done.stderr.splitlines() if ln.strip() and not ln.startswith("import time:")]
+    assert done.returncode == 130, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and len(said) == 1 and said[0].startswith("interrupted"), said
+
+
+def test_worker_processes_stop_quietly():
+    """A sweep's worker gets the same Ctrl-C as the parent: it ends at once, printing nothing."""
+    code = "import os, signal, time; from planner.runs.executor import quiet_interrupts as q; q(); os.kill(os.getpid(), signal.SIGINT); time.sleep(5)"
+    done = limited_run([sys.executable, "-c", code], timeout=30, cwd=ROOT)
+    assert done.returncode == 130 and done.stderr == ""
 
 
 # ---------------------------------------------------------------------------------------------- 10 names

@@ -66,7 +66,7 @@ def handle_errors(func):
             )
             raise typer.Exit(3) from None
         except KeyboardInterrupt:
-            err_console.print("interrupted")
+            report_interrupt("interrupted")
             raise typer.Exit(130) from None
         except typer.Exit:
             raise
@@ -82,6 +82,12 @@ def handle_errors(func):
             raise typer.Exit(3) from None
 
     return wrapper
+
+
+def report_interrupt(message: str) -> None:
+    """The one line printed for a Ctrl-C (planner.cli.main prints none of its own after it)."""
+    STATE["interrupt_reported"] = True
+    err_console.print(message, highlight=False, soft_wrap=True)
 
 
 def parse_int_list(text: str, flag: str) -> list[int]:

@@ -17,6 +17,7 @@ from planner.cli.base import (
     print_json,
     print_table,
     records,
+    report_interrupt,
 )
 from planner.core.errors import PlannerInputError
 from planner.core.fileio import check_output, write_text_atomic
@@ -251,10 +252,9 @@ def solve_command(
         if out is not None:
             console.print(f"wrote {out}")
     if plan.solver.status == "interrupted":
-        err_console.print(
+        report_interrupt(
             "interrupted: the plan above is the best found before Ctrl-C"
-            + (f" and was written to {out}" if out is not None else "; give --out to keep it"),
-            highlight=False,
+            + (f" and was written to {out}" if out is not None else "; give --out to keep it")
         )
         raise typer.Exit(130)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import multiprocessing
+import os
+import signal
 from collections.abc import Callable, Iterator, Sequence
 
 from planner.core.errors import PlannerInputError
@@ -22,7 +24,9 @@ def executor(workers: int | None = None, scheduler: str | None = None) -> Iterat
     if workers is not None and not 1 <= workers <= MAX_WORKERS:
         raise PlannerInputError("--workers", [f"{workers:,}: give 1 to {MAX_WORKERS} worker processes"])
     if scheduler is None:
-        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = cf.ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=quiet_interrupts
+        )
         try:
             yield pool
         finally:
@@ -40,6 +44,12 @@ def executor(workers: int | None = None, scheduler: str | None = None) -> Iterat
         yield client.get_executor(pure=False)
     finally:
         client.close()
+
+
+def quiet_interrupts() -> None:
+    """In a worker process: Ctrl-C (sent to the whole process group) ends the worker at once, without a
+    traceback; the parent process, which got the same signal, stops the pool and reports the interrupt."""
+    signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
 
 
 Progress = Callable[[CaseResult, bool], None]  # (result, came from the cache)
