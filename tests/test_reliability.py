@@ -140,6 +140,14 @@ def test_the_json_writer_refuses_non_finite_numbers():
     assert json.loads(json_text({"a": [1, None]})) == {"a": [1, None]}
 
 
+def test_json_output_is_one_document(cli, tmp_path):
+    """Was: `sol --plot F --json` printed "wrote F" after the JSON on stdout (found by fuzzing)."""
+    args = ["sol", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--users", "1,8", "--context", "64"]
+    result = cli([*args, "--plot", tmp_path / "s.png", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [r["users"] for r in _finite_json(result.stdout)] == [1, 8]
+
+
 def test_missing_cells_of_a_frame_print_as_null():
     from planner.cli.base import records
 
@@ -250,6 +258,19 @@ def test_evaluate_is_linear_in_the_plan(tmp_path, plan_data):
     assert done.returncode == 1, done.stderr
     assert "nodes placed more than once" in done.stderr
     assert time.perf_counter() - started < 20
+
+
+def test_measurement_files_have_a_row_limit(cli, input_error, tmp_path):
+    """Each row is priced (and refit by calibrate's leave-one-out): 30,000 rows (1.6 MB) took minutes."""
+    from planner.studies.calibration import MAX_ROWS
+
+    path = _csv(tmp_path, CSV_ROWS * 10_000)
+    started = time.perf_counter()
+    input_error(
+        cli(["check-measurements", path, "--hardware", "h100-sxm"]),
+        f"30,000 data rows, over the limit of {MAX_ROWS:,}",
+    )
+    assert time.perf_counter() - started < 10
 
 
 @pytest.mark.parametrize("suffix", [".yaml", ".json", ".csv"])
@@ -504,6 +525,8 @@ WRONG_SHAPES = {
     "a column missing": lambda e: {**e, "row": {k: v for k, v in e["row"].items() if k != "stages"}},
     "another case's keys": lambda e: {**e, "row": {**e["row"], "users": 999}},
     "plan is a list": lambda e: {**e, "plan": []},
+    "no plan": lambda e: {k: v for k, v in e.items() if k != "plan"},  # was KeyError (found by fuzzing)
+    "no placement for a feasible row": lambda e: {**e, "plan": None},
     "plan groups as text": lambda e: {**e, "plan": {**e["plan"], "groups": "embed"}},
     "spec is a list": lambda e: {**e, "spec": []},
 }

@@ -114,8 +114,8 @@ def sol_command(
             )
     for w in sorted({w for w in frame["warning"] if w}):
         err_console.print(f"[yellow]warning:[/] {escape(w)}")
-    if plot:
-        console.print(escape(f"wrote {plot}"))
+    if plot:  # on stderr after --json, which keeps stdout one JSON document
+        (err_console if json_out else console).print(escape(f"wrote {plot}"))
 
 
 # ---------------------------------------------------------------------------------------------- solve

@@ -173,11 +173,14 @@ class Cache:
             return None
         if data.get("version") != CACHE_VERSION or data.get("spec") != spec.model_dump(mode="json"):
             return None
-        if not (data.get("plan") is None or _usable_placement(data["plan"])):
+        plan = data.get("plan")  # a placement exactly for the feasible cases
+        if (plan is None) != (data["row"]["status"] == "infeasible") or not (
+            plan is None or _usable_placement(plan)
+        ):
             return None
         if data.get("inputs") != inputs_fingerprint(spec):
             return None
-        return CaseResult(spec, data["row"], data["plan"])
+        return CaseResult(spec, data["row"], plan)
 
     def put(self, result: CaseResult) -> None:
         if result.row["status"] != "error":

@@ -63,6 +63,9 @@ COLUMN_RANGES: dict[str, tuple[float, float]] = {
     "joules_per_token": (1e-9, 1e6),
 }
 MAX_PROBLEMS = 20
+MAX_ROWS = (
+    1_000  # rows per measurement file: a campaign has tens; each row is priced (and refit in calibrate)
+)
 
 # A prior residual of PRIOR_WEIGHT * (value / prior - 1): a 10 % departure from the microbenchmark figure
 # costs as much as a 1 % error on one measured row, so the priors decide only what the rows leave open
@@ -149,6 +152,10 @@ def read_measurements_csv(path: str | Path) -> list[Measurement]:
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise PlannerInputError(path, [f"missing column {c}" for c in missing])
+    if len(records) > MAX_ROWS:
+        raise PlannerInputError(
+            path, [f"{len(records):,} data rows, over the limit of {MAX_ROWS:,}; split the file or drop rows"]
+        )
     problems: list[str] = []
     rows: list[Measurement] = []
     for record, line in records:
