@@ -248,10 +248,11 @@ def plan_tables(plan: str | Path | Plan) -> dict[str, pd.DataFrame]:
     from planner.plans.plan import group_frame, node_frame, plan_problem, summary
 
     p = plan if isinstance(plan, Plan) else load_plan(plan)
-    problem = plan_problem(resolve(p.instance), p)[0]
-    cost = evaluate_plan(problem, p).cost
-    if cost is None:
-        raise PlannerInputError("plan", ["the plan's placement does not match its instance"])
+    base = resolve(p.instance)
+    result = evaluate_plan(base, p)
+    if result.cost is None:
+        raise PlannerInputError("plan", result.violations)
+    cost, problem = result.cost, plan_problem(base, p)[0]
     facts = {k: v for k, v in summary(p, cost).items() if k != "per_stage_count"}  # that is `stages`
     flat = pd.json_normalize(facts, sep=".")
     stages = pd.DataFrame(
@@ -266,10 +267,14 @@ def plan_tables(plan: str | Path | Plan) -> dict[str, pd.DataFrame]:
     }
 
 
+PLAN_TABLE_FILES = ("summary.csv", "stages.csv", "groups.csv", "nodes.csv")  # what write_plan_tables writes
+
+
 def write_plan_tables(plan: str | Path | Plan, directory: str | Path) -> list[Path]:
-    """plan_tables as summary.csv, stages.csv, groups.csv and nodes.csv in `directory`."""
+    """plan_tables as summary.csv, stages.csv, groups.csv and nodes.csv (PLAN_TABLE_FILES) in `directory`."""
     directory = Path(directory)
+    tables = plan_tables(plan)
     return [
-        write_text_atomic(directory / f"{name}.csv", frame.to_csv(index=False))
-        for name, frame in plan_tables(plan).items()
+        write_text_atomic(directory / name, tables[name.removesuffix(".csv")].to_csv(index=False))
+        for name in PLAN_TABLE_FILES
     ]

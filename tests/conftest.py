@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pytest
 from click.testing import Result
@@ -40,3 +44,27 @@ def check_input_error(result: Result, *needles: str) -> str:
 def input_error() -> Callable[..., str]:
     """`input_error(result, *needles)`: assert a clean exit-2 message containing each needle."""
     return check_input_error
+
+
+@pytest.fixture(scope="session")
+def fuzz_worker():
+    """One fuzz worker process for the session (tests/fuzz_harness.py): each case time- and memory-bound."""
+    from fuzz_harness import FuzzWorker
+
+    worker = FuzzWorker()
+    yield worker
+    worker.stop()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """After a run that fuzzed: cases per input kind, exit codes and failures (written as JSON to
+    $PLANNER_FUZZ_REPORT too)."""
+    harness = sys.modules.get("fuzz_harness")
+    if harness is None or not harness.STATS:
+        return
+    terminalreporter.section("fuzz summary")
+    for line in harness.summary_lines(harness.STATS):
+        terminalreporter.write_line(line)
+    report = os.environ.get("PLANNER_FUZZ_REPORT")
+    if report:
+        Path(report).write_text(json.dumps({k: dict(v) for k, v in harness.STATS.items()}, indent=1))

@@ -71,7 +71,10 @@ def test_evaluator_reports_each_violation(problem):
     w = {n: dict(f) for n, f in plan.weight_split.items()}
     w["L0.attn"] = {"sram": 0.5}
     bad_split = plan.model_copy(update={"weight_split": w})
-    assert any("L0.attn" in v and "sum to 0.5" in v for v in evaluate(problem, bad_split).violations)
+    assert (
+        "weight_split: fractions that do not sum to 1 at L0.attn (sum 0.5)"
+        in evaluate(problem, bad_split).violations
+    )
 
     # everything into SRAM: a 4-chip group holds 4 x 256 MB = 1.024 GB of SRAM, the weights are 16 GB
     all_sram = {n: {"sram": 1.0} for n in plan.weight_split}

@@ -143,11 +143,12 @@ def test_sweep_cli_writes_the_table(cli, tmp_path):
 
 def test_cache_ignores_results_of_other_code_or_data(tmp_path):
     """A cached file is used only if its inputs fingerprint (code and data files) still matches."""
-    from planner.runs.cache import CaseResult
+    from planner.runs.cache import CaseResult, key_row
 
     spec = SweepSpec.model_validate(SMALL).cases()[0]
     cache = Cache(tmp_path)
-    cache.put(CaseResult(spec, {"status": "infeasible", "binding": "capacity"}, None))
+    row = {**key_row(spec), "status": "infeasible", "binding": "capacity", "explanation": "", "proven": True}
+    cache.put(CaseResult(spec, {**row, "solve_s": 0.1}, None))
     assert cache.get(spec).row["binding"] == "capacity"
     path = cache.path(spec)
     data = json.loads(path.read_text())

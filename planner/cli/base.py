@@ -7,7 +7,6 @@ Tracebacks only with --debug.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -20,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperCommand, TyperGroup
 
-from planner.core.errors import InfeasibleError, PlannerInputError, SolverFailure
+from planner.core.errors import InfeasibleError, PlannerInputError, SolverFailure, bounded_repr
 
 
 class _NoBoolMetavar:
@@ -103,7 +102,7 @@ def handle_errors(func):
             )
             raise typer.Exit(3) from None
         except KeyboardInterrupt:
-            err_console.print("interrupted")
+            report_interrupt("interrupted")
             raise typer.Exit(130) from None
         except typer.Exit:
             raise
@@ -121,18 +120,24 @@ def handle_errors(func):
     return wrapper
 
 
+def report_interrupt(message: str) -> None:
+    """The one line printed for a Ctrl-C (planner.cli.main prints none of its own after it)."""
+    STATE["interrupt_reported"] = True
+    err_console.print(message, highlight=False, soft_wrap=True)
+
+
 def parse_int_list(text: str, flag: str) -> list[int]:
     """'1,8,64' -> [1, 8, 64]; a clear input error otherwise."""
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise PlannerInputError(
-            flag, [f"{text!r}: expected whole numbers separated by commas, e.g. 1,8,64"]
+            flag, [f"{bounded_repr(text)}: expected whole numbers separated by commas, e.g. 1,8,64"]
         ) from None
     if not values or any(v <= 0 for v in values):
-        raise PlannerInputError(flag, [f"{text!r}: expected positive whole numbers, e.g. 1,8,64"])
+        raise PlannerInputError(flag, [f"{bounded_repr(text)}: expected positive whole numbers, e.g. 1,8,64"])
     if any(v > 10**9 for v in values):  # past a float's integer range the cost model overflows
-        raise PlannerInputError(flag, [f"{text!r}: expected numbers of at most 1,000,000,000"])
+        raise PlannerInputError(flag, [f"{bounded_repr(text)}: expected numbers of at most 1,000,000,000"])
     return values
 
 
@@ -169,7 +174,16 @@ def parse_split(text: str | None):
 
 
 def print_json(data) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=float) + "\n")
+    """The one JSON printer: never NaN or Infinity (planner.core.fileio.json_text)."""
+    from planner.core.fileio import json_text
+
+    sys.stdout.write(json_text(data) + "\n")
+
+
+def records(frame) -> list[dict]:
+    """Rows of a DataFrame with missing values (NaN: a column a row does not have) as None: blank in
+    tables, null in JSON."""
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
 
 @dataclass(frozen=True)

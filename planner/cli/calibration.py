@@ -10,6 +10,7 @@ import typer
 from planner.cli import options as o
 from planner.cli.base import Column, app, console, handle_errors, print_json, print_table
 from planner.cli.progress import ProgressReport
+from planner.core.fileio import check_output
 
 # ---------------------------------------------------------------------------------------------- calibration
 
@@ -86,6 +87,9 @@ def calibrate_command(
     """Fit achievable fractions, fixed costs and energy coefficients to measured decode steps.
 
     Reports in-sample, leave-one-out and (with --holdout) fixed-split errors; writes the hardware YAML."""
+    check_output(out, "--out", suffixes=(".yaml", ".yml"))
+    check_output(report, "--report", suffixes=(".md",))
+    check_output(report and report.with_suffix(".csv"), "--report")
     from planner.api import calibrate
     from planner.studies.calibration import PARAM_ROWS
 

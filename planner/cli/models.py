@@ -16,6 +16,7 @@ from planner.cli.base import (
     model_app,
     print_json,
 )
+from planner.core.fileio import check_output
 
 # ---------------------------------------------------------------------------------------------- model
 
@@ -67,6 +68,7 @@ def model_graph(
     kv_dtype: o.KvDtype = "bf16",
 ) -> None:
     """Write the model's decode graph as GraphML or node-link JSON (chosen by the file suffix)."""
+    check_output(out, "--out", suffixes=(".graphml", ".json"))
     from planner.api import write_graph
     from planner.model.graph import load_model
 

@@ -33,7 +33,7 @@ def parse_tokens(text: str | int) -> int:
         )
     number = float(match.group(1).replace(",", "").replace("_", ""))
     tokens = number * TOKEN_UNITS[match.group(2).lower()]
-    if tokens != int(tokens) or not 1 <= tokens <= MAX_TOKENS:
+    if not 1 <= tokens <= MAX_TOKENS or tokens != int(tokens):
         raise typer.BadParameter(
             f"{text!r}: expected a whole number of tokens from 1 to {MAX_TOKENS:,} (K = 1,024 tokens)"
         )

@@ -21,9 +21,12 @@ from planner.cli.base import (
     parse_split,
     print_json,
     print_table,
+    records,
+    report_interrupt,
 )
 from planner.cli.progress import ProgressReport
 from planner.core.errors import PlannerInputError
+from planner.core.fileio import check_output, write_text_atomic
 
 # ---------------------------------------------------------------------------------------------- sol
 
@@ -83,6 +86,8 @@ def sol_command(
     csv: o.Csv = None,
 ) -> None:
     """Speed of light of one decode token: time and energy by category (weights, KV, compute, links, idle)."""
+    check_output(plot, "--plot")
+    check_output(csv, "--csv")
     from planner.api import sol
 
     user_list = parse_int_list(users, "--users")
@@ -106,15 +111,13 @@ def sol_command(
     for w in sorted({w for w in frame["warning"] if w}):  # before the tables, where it is seen
         err_console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
     if csv:
-        from planner.core.fileio import write_text_atomic
-
         write_text_atomic(csv, frame.to_csv(index=False))
     if plot:
         from planner.render.plots import plot_sol
 
         plot_sol(frames, plot)
     if json_out:
-        print_json(frame.to_dict(orient="records"))
+        print_json(records(frame))
     else:
         for i, part in enumerate(frames):
             first = part.iloc[0]
@@ -128,8 +131,8 @@ def sol_command(
                 wide=wide,
                 footnotes=[SOL_FOOTNOTE] if i == len(frames) - 1 else [],
             )
-    if plot:
-        console.print(escape(f"wrote {plot}"))
+    if plot:  # on stderr after --json, which keeps stdout one JSON document
+        (err_console if json_out else console).print(escape(f"wrote {plot}"))
 
 
 # ---------------------------------------------------------------------------------------------- solve
@@ -222,7 +225,7 @@ def solve_command(
     quiet: o.Quiet = False,
 ) -> None:
     """Place a model on chip groups and memory tiers, minimizing joules per token (Pyomo MILP, HiGHS)."""
-    from planner.api import load_problem
+    from planner.api import PLAN_TABLE_FILES, load_problem
     from planner.plans.plan import evaluate, plan_problem, summary
 
     spec, source = _instance_from(
@@ -250,8 +253,8 @@ def solve_command(
             method=method,
         ),
     )
-    if out is not None and out.suffix not in (".yaml", ".yml", ".json"):
-        raise PlannerInputError(str(out), ["--out must end in .yaml, .yml or .json"])
+    check_output(out, "--out", suffixes=(".yaml", ".yml", ".json"))
+    check_output(csv, "--csv", directory=True, files=PLAN_TABLE_FILES)
     problem = load_problem(spec, source)
     from planner.placement.solve import solve_problem  # the solver stack loads only once the input is valid
 
@@ -266,8 +269,8 @@ def solve_command(
             progress.advance(f"S={s}: {value}")
 
         plan = solve_problem(problem, on_stage)
-    problem = plan_problem(problem, plan)[0]  # the group size the plan chose (from a list)
     result = evaluate(problem, plan)
+    problem = plan_problem(problem, plan)[0]  # the group size the plan chose (from a list)
     if out is not None:
         plan.save(out)
     if csv is not None:
@@ -282,10 +285,9 @@ def solve_command(
         if out is not None:
             console.print(f"wrote {out}")
     if plan.solver.status == "interrupted":
-        err_console.print(
+        report_interrupt(
             "interrupted: the plan above is the best found before Ctrl-C"
-            + (f" and was written to {out}" if out is not None else "; give --out to keep it"),
-            highlight=False,
+            + (f" and was written to {out}" if out is not None else "; give --out to keep it")
         )
         raise typer.Exit(130)
 
@@ -394,18 +396,16 @@ def evaluate_command(
     Exit 0 when the plan is feasible, 1 when it violates a constraint."""
     from planner.api import load_problem
     from planner.plans.plan import evaluate as evaluate_plan
-    from planner.plans.plan import figures, load_plan, plan_problem, summary
+    from planner.plans.plan import figures, load_plan, objective_rel_diff, plan_problem, summary
 
     plan = load_plan(plan_file)
-    problem = plan_problem(load_problem(instance), plan)[0]
-    result = evaluate_plan(problem, plan)
+    base = load_problem(instance)
+    result = evaluate_plan(base, plan, source=str(plan_file))
+    problem = plan_problem(base, plan)[0]
     data = {"feasible": result.feasible, "violations": result.violations}
     if result.cost is not None:
         data.update(summary(plan, result.cost))
-        objective = plan.solver.objective
-        data["objective_rel_diff"] = (
-            abs(result.cost.joules_per_token - objective) / objective if objective else None
-        )
+        data["objective_rel_diff"] = objective_rel_diff(plan, result.cost)
     if json_out:
         print_json(data)
     else:
@@ -432,13 +432,15 @@ def plot_command(
     out: Annotated[Path, o.option("--out", metavar="FILE.png", help="the figure to write")],
 ) -> None:
     """Draw a plan: the chip groups in a chain, their layers, tier fill and binding resource."""
+    check_output(out, "--out")
     from planner.api import load_problem
     from planner.plans.plan import evaluate, load_plan, plan_problem
     from planner.render.plots import plot_plan
 
     plan = load_plan(plan_file)
-    problem = plan_problem(load_problem(plan.instance), plan)[0]
-    result = evaluate(problem, plan)
+    base = load_problem(plan.instance, source=f"{plan_file}: instance")
+    result = evaluate(base, plan, source=str(plan_file))
+    problem = plan_problem(base, plan)[0]
     if result.cost is None:
         raise PlannerInputError(plan_file, result.violations)
     plot_plan(plan, problem, result.cost, out)

@@ -10,6 +10,7 @@ import typer
 from planner.cli import options as o
 from planner.cli.base import app, console, handle_errors
 from planner.core.errors import PlannerInputError
+from planner.core.fileio import check_output
 
 
 @app.command("report")
@@ -25,19 +26,19 @@ def report_command(
 
     The pipeline of chip groups (busy time by resource, tier fill, binding resource, power per chip against
     TDP), time and energy per token by category, J/token by S, and every node, with hover details."""
+    out = out or plan_file.with_suffix(".html")
+    check_output(out, "--out", suffixes=(".html", ".htm"))
     from planner.api import load_problem
     from planner.hardware.catalog import load_hardware_spec
     from planner.plans.plan import evaluate, figures, load_plan, plan_problem
     from planner.render.report import write_plan_report
 
     plan = load_plan(plan_file)
-    problem = plan_problem(load_problem(plan.instance, str(plan_file)), plan)[0]
-    result = evaluate(problem, plan)
+    base = load_problem(plan.instance, f"{plan_file}: instance")
+    result = evaluate(base, plan, source=str(plan_file))
+    problem = plan_problem(base, plan)[0]
     if result.cost is None:
         raise PlannerInputError(plan_file, result.violations)
-    out = out or plan_file.with_suffix(".html")
-    if out.suffix not in (".html", ".htm"):
-        raise PlannerInputError(str(out), ["--out must end in .html"])
     # figures recomputed from the placement; keys only the file has (newer plans) are kept
     data = {**plan.figures, **figures(result.cost)}
     if plan.figures.get("groups") and len(plan.figures["groups"]) == len(data["groups"]):

@@ -23,9 +23,10 @@ from planner.cli.base import (
     parse_split,
     print_json,
     print_table,
+    records,
 )
 from planner.cli.progress import ProgressReport
-from planner.core.errors import PlannerInputError
+from planner.core.fileio import check_output
 
 # ---------------------------------------------------------------------------------------------- capacity, compare, sweep, studies
 
@@ -41,11 +42,6 @@ def _command_line() -> str:
     import shlex
 
     return shlex.join(["planner", *sys.argv[1:]])
-
-
-def _records(frame) -> list[dict]:
-    """Rows of a DataFrame with missing values as None (blank in tables, null in JSON)."""
-    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
 
 @app.command("capacity")
@@ -80,6 +76,7 @@ def capacity_command(
 
     Feasibility is monotone in U (see planner.capacity), so a galloping search from the capacity bound and
     a bisection find U* with a feasible solve at U* and an infeasible one at U*+1 (its binding limit shown)."""
+    check_output(cache, "--cache", directory=True)
     from planner.api import capacity
     from planner.problem.instance import spec_from_flags
 
@@ -186,6 +183,11 @@ def compare_command(
     Every model x memory x users case is solved and each model x memory's max users searched exactly;
     --wide adds J/token by category and KV bandwidth per die; --out writes the tables and a Pareto plot;
     --report FILE.html an interactive report of the same."""
+    from planner.studies.compare import COMPARISON_FILES
+
+    check_output(cache, "--cache", directory=True)
+    check_output(out, "--out", directory=True, files=COMPARISON_FILES)
+    check_output(report, "--report", suffixes=(".html", ".htm"))
     from planner.api import compare
 
     if memory is not None:
@@ -223,11 +225,11 @@ def compare_command(
 
         paths.append(write_comparison_report(result, report, _command_line()))
     if json_out:
-        print_json(_records(result.maxima))
+        print_json(records(result.maxima))
         return
     columns = [Column(k, h.replace(" ", "\n", 1), wide=k not in COMPARE_COMPACT) for k, h in COMPARE_COLUMNS]
     for m in models:
-        rows = _records(result.maxima[result.maxima["model"] == m])
+        rows = records(result.maxima[result.maxima["model"] == m])
         print_table(
             f"{m} on {hardware}: context {context:,}, >= {min_tokens_per_s:g} tokens/s/user, at max users",
             columns,
@@ -285,8 +287,8 @@ def sweep_command(
     from planner.api import sweep
     from planner.runs.sweep import load_sweep
 
-    if out is not None and out.suffix not in (".csv", ".parquet"):
-        raise PlannerInputError(str(out), ["--out must end in .csv or .parquet"])
+    check_output(out, "--out", suffixes=(".csv", ".parquet"))
+    check_output(cache, "--cache", directory=True)
     spec = load_sweep(sweep_file)
     dtypes = {k: v for k, v in (("weight_dtype", weight_dtype), ("kv_dtype", kv_dtype)) if v is not None}
     if dtypes:
@@ -309,7 +311,7 @@ def sweep_command(
         + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         + ("" if len(frame) <= 40 else " (first 40 shown; --out writes all)"),
         SWEEP_COLUMNS,
-        _records(frame.head(40)),
+        records(frame.head(40)),
         wide=wide,
     )
     if out is not None:
@@ -335,6 +337,11 @@ def study_deep_pipeline(
 ) -> None:
     """S micro-batches in flight (the deep pipeline) against one, at the same per-user speed: max users
     and J/token per S, for each model of the sweep file."""
+    from planner.studies.deep_pipeline import DEEP_PIPELINE_FILES
+
+    check_output(out, "--out", directory=True, files=DEEP_PIPELINE_FILES)
+    check_output(cache, "--cache", directory=True)
+    check_output(report, "--report", suffixes=(".html", ".htm"))
     from planner.runs.sweep import load_sweep
     from planner.studies.deep_pipeline import deep_pipeline, write_deep_pipeline
 
@@ -359,7 +366,7 @@ def study_deep_pipeline(
             ("one_mb_joules_per_token", "J/token 1 mb"),
             ("users_ratio", "ratio"),
         ],
-        _records(result.summary),
+        records(result.summary),
     )
     console.print("wrote " + ", ".join(str(p) for p in paths))
 
@@ -375,6 +382,7 @@ def study_kv_demand(
 ) -> None:
     """KV bandwidth demand per byte of KV stored, per plan, against each technology's bandwidth/capacity:
     which technologies are bandwidth- and which capacity-limited for the KV cache."""
+    check_output(out, "--out", directory=True, files=("kv_demand.md",))
     from planner.render.markdown import write_markdown
     from planner.studies.kv_demand import kv_demand, kv_demand_markdown
 

@@ -2,18 +2,56 @@
 
 from __future__ import annotations
 
+import datetime
+import reprlib
 from pathlib import Path
 
 from pydantic import ValidationError
 
 MAX_PROBLEMS_SHOWN = 20
 MAX_PROBLEM_CHARS = 300
+MAX_VALUE_CHARS = 60  # a value quoted in a message
+
+
+class _BoundedRepr(reprlib.Repr):
+    """reprlib with small limits that never builds a large string: containers show their first items
+    (so an alias-expanded YAML value costs a few dozen steps), strings and bytes are cut before quoting,
+    and an integer of many digits is described by its size (repr() of one past 4,300 digits raises)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel, self.maxtuple, self.maxlist, self.maxarray = 2, 4, 4, 4
+        self.maxdict, self.maxset, self.maxfrozenset, self.maxdeque = 4, 4, 4, 4
+        self.maxstring = self.maxother = self.maxlong = MAX_VALUE_CHARS
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 128:
+            return f"<an integer of about {int(x.bit_length() * 0.30103) + 1:,} digits>"
+        return super().repr_int(x, level)
+
+    def repr_bytes(self, x: bytes, level: int) -> str:
+        return repr(x[: self.maxstring]) + ("..." if len(x) > self.maxstring else "")
+
+    def repr_instance(self, x: object, level: int) -> str:
+        if isinstance(x, (bool, float, complex, type(None), datetime.date, datetime.time)):  # small reprs
+            return repr(x)
+        return f"<{type(x).__name__}>"  # anything else: its type, not a repr of unknown size
+
+
+_REPR = _BoundedRepr()
+
+
+def bounded_repr(value: object) -> str:
+    """A short repr of any input value (at most about MAX_VALUE_CHARS characters), in time that does not
+    depend on the value's size: the one way a message quotes a value it did not build itself."""
+    text = _REPR.repr(value)
+    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 3] + "..."
 
 
 def printable(text: str, limit: int = MAX_PROBLEM_CHARS) -> str:
     """One line of `text` safe to print: control characters, lone surrogates and the like escaped
     (a newline in a YAML key or a stray byte stays visible but cannot break the terminal), cut at `limit`."""
-    safe = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+    safe = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text[: limit + 1])
     safe = safe.encode("utf-8", "backslashreplace").decode("utf-8")
     return safe if len(safe) <= limit else safe[: limit - 3] + "..."
 
@@ -48,18 +86,26 @@ class InfeasibleError(Exception):
         super().__init__(explanation)
 
 
-def problems_from_validation(error: ValidationError) -> list[str]:
-    """Turn a pydantic ValidationError into one readable line per problem: field, value, what is expected."""
+def problems_from_validation(error: ValidationError, flags: bool = False) -> list[str]:
+    """Turn a pydantic ValidationError into one readable line per problem: field, value, what is expected.
+
+    With `flags` the values came from command-line flags: each line names the flag too, taken from the
+    field's last name ("workload.min_tokens_per_s" -> "--min-tokens-per-s (workload.min_tokens_per_s)")."""
     problems = []
     for item in error.errors():
         field = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        names = [str(p) for p in item["loc"] if not isinstance(p, int)]
+        if flags and names:
+            field = f"--{names[-1].replace('_', '-')} ({field})"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown field; remove it or check its spelling"
         elif item["type"] == "missing":
             message = "required field is missing"
         value = item.get("input")
-        shown = "" if item["type"] in ("missing",) or isinstance(value, dict) else f" (got {value!r:.60})"
+        shown = (
+            "" if item["type"] in ("missing",) or isinstance(value, dict) else f" (got {bounded_repr(value)})"
+        )
         problems.append(f"{field}: {message}{shown}")
     return problems
 

@@ -14,6 +14,8 @@ from typing import Annotated
 
 from pydantic import BeforeValidator
 
+from planner.core.errors import bounded_repr
+
 
 @lru_cache(maxsize=1)
 def _registry():
@@ -77,10 +79,6 @@ MAX_QUANTITY_CHARS = 100
 _INFORMATION_EXPONENT = {"bytes": 1, "bytes_per_s": 1, "pj_per_bit": -1}
 
 
-def _shown(text: str) -> str:
-    return repr(text) if len(text) <= 40 else repr(text[:40]) + "..."
-
-
 @lru_cache(maxsize=4096)
 def parse_quantity(text: str, kind: str) -> float:
     """Parse `text` (e.g. "3.35 TB/s") as a quantity of `kind` and return it in the kind's base unit.
@@ -90,30 +88,30 @@ def parse_quantity(text: str, kind: str) -> float:
     base, example = QUANTITY_KINDS[kind]
     expected = f"a quantity in {base} (e.g. {example!r})"
     if not text.strip() or len(text) > MAX_QUANTITY_CHARS or not _QUANTITY_RE.fullmatch(text):
-        raise ValueError(f"cannot read {_shown(text)} as {expected}: expected a number and a unit")
+        raise ValueError(f"cannot read {bounded_repr(text)} as {expected}: expected a number and a unit")
     registry = _registry()
     import pint  # loaded by _registry
 
     try:
         quantity = registry.Quantity(text)
     except Exception as exc:  # pint raises several error types for garbage
-        raise ValueError(f"cannot read {_shown(text)} as {expected}: {str(exc)[:80]}") from None
+        raise ValueError(f"cannot read {bounded_repr(text)} as {expected}: {str(exc)[:80]}") from None
     if not isinstance(quantity, pint.Quantity):
         quantity = registry.Quantity(quantity)
     try:
         magnitude = float(quantity.magnitude)  # a complex number: TypeError; an int past 1e308: OverflowError
     except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"{_shown(text)} is not a real number; give {expected}") from None
+        raise ValueError(f"{bounded_repr(text)} is not a real number; give {expected}") from None
     if not list(quantity.unit_items()):  # a bare number in a string: the base unit
         return magnitude
     root = registry.Quantity(1.0, quantity.units).to_root_units()
     information = dict(root.unit_items()).get("bit", 0)
     if information != _INFORMATION_EXPONENT.get(kind, 0):
-        raise ValueError(f"{_shown(text)} is not in units of {base} (e.g. {example!r})")
+        raise ValueError(f"{bounded_repr(text)} is not in units of {base} (e.g. {example!r})")
     try:
         return float((magnitude * quantity.units).to(base).magnitude)
     except (pint.DimensionalityError, OverflowError):
-        raise ValueError(f"{_shown(text)} is not in units of {base} (e.g. {example!r})") from None
+        raise ValueError(f"{bounded_repr(text)} is not in units of {base} (e.g. {example!r})") from None
 
 
 def check_magnitude(value: float, kind: str) -> float:
@@ -139,6 +137,10 @@ def _validator(kind: str):
         if isinstance(value, bool):
             raise ValueError(f"expected a quantity in {QUANTITY_KINDS[kind][0]}, got a boolean")
         if isinstance(value, (int, float)):
+            if isinstance(value, int) and abs(value) > 10**300:  # float() of it overflows (or nearly)
+                raise ValueError(
+                    f"{bounded_repr(value)} is out of range; give a value like {QUANTITY_KINDS[kind][1]!r}"
+                )
             number = float(value)
         elif isinstance(value, str):
             number = parse_quantity(value.strip(), kind)
@@ -175,7 +177,9 @@ def dtype_bytes(name: str) -> float:
     try:
         return DTYPE_BYTES[name]
     except KeyError:
-        raise ValueError(f"unknown dtype {name!r}; expected one of {', '.join(DTYPE_BYTES)}") from None
+        raise ValueError(
+            f"unknown dtype {bounded_repr(name)}; expected one of {', '.join(DTYPE_BYTES)}"
+        ) from None
 
 
 def human_bytes(n: float) -> str:

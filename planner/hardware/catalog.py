@@ -20,10 +20,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from planner.core.errors import PlannerInputError, problems_from_validation
-from planner.core.fileio import is_file, project_root, read_mapping
+from planner.core.fileio import catalog_file, project_root, read_mapping, relative_to_file
+from planner.core.schema import Strict as _Strict
 from planner.core.units import (
     Bytes,
     BytesPerSecond,
@@ -36,10 +37,6 @@ from planner.core.units import (
 
 MEMORY_DIR = project_root() / "instances" / "memory"
 HARDWARE_DIR = project_root() / "instances" / "hardware"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class MemoryTechSpec(_Strict):
@@ -322,19 +319,6 @@ class Hardware:
         return replace(self, achievable=PEAK)
 
 
-def _named_file(directory: Path, name_or_path: str | Path, what: str) -> Path:
-    shipped = directory / f"{name_or_path}.yaml"
-    if is_file(shipped):
-        return shipped
-    path = Path(name_or_path)
-    if is_file(path):
-        return path
-    names = ", ".join(sorted(p.stem for p in directory.glob("*.yaml")))
-    raise PlannerInputError(
-        str(name_or_path), [f"no such {what}: expected one of {names}, or a path to a YAML file"]
-    )
-
-
 def _validated(model: type[BaseModel], path: Path) -> BaseModel:
     try:
         return model.model_validate(read_mapping(path))
@@ -343,13 +327,13 @@ def _validated(model: type[BaseModel], path: Path) -> BaseModel:
 
 
 def memory_tech_path(name_or_path: str | Path) -> Path:
-    """The file of a memory technology: instances/memory/NAME.yaml, or a path."""
-    return _named_file(MEMORY_DIR, name_or_path, "memory technology")
+    """The file of a memory technology: instances/memory/NAME.yaml for a name, or a .yaml path."""
+    return catalog_file(MEMORY_DIR, name_or_path, "memory technology", (".yaml", ".yml"))
 
 
 def hardware_path(name_or_path: str | Path) -> Path:
-    """The file of a hardware: instances/hardware/NAME.yaml, or a path."""
-    return _named_file(HARDWARE_DIR, name_or_path, "hardware")
+    """The file of a hardware: instances/hardware/NAME.yaml for a name, or a .yaml path."""
+    return catalog_file(HARDWARE_DIR, name_or_path, "hardware", (".yaml", ".yml"))
 
 
 def load_memory_tech(name_or_path: str | Path) -> MemoryTechSpec:
@@ -377,8 +361,9 @@ def _tier(spec: TierSpec, tech: MemoryTechSpec, chip: ChipSpec) -> MemoryTier:
 
 
 def _tier_specs(spec: HardwareSpec, path: Path, kv_memory: str | None) -> list[TierSpec]:
-    """The hardware's tiers with `kv_memory` (if given) as the technology of its KV tier."""
-    tier_specs = list(spec.memory)
+    """The hardware's tiers with `kv_memory` (if given) as the technology of its KV tier. A `tech:` path in
+    the hardware file is taken relative to that file's folder (as an instance's model and hardware are)."""
+    tier_specs = [t.model_copy(update={"tech": relative_to_file(t.tech, path.parent)}) for t in spec.memory]
     if kv_memory is not None:
         if spec.kv_memory_tier is None:
             raise PlannerInputError(

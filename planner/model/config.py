@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from planner.core.errors import PlannerInputError, problems_from_validation
-from planner.core.fileio import is_file, project_root
+from planner.core.fileio import catalog_file, project_root
 
 GRAPHS_DIR = project_root() / "graphs"
 MAX_COUNT = 10_000_000  # anything above this in a config count field is a typo
@@ -300,7 +300,7 @@ class HFConfig(BaseModel):
     first_k_dense_replace: int = Field(default=0, ge=0)
     moe_layer_freq: int = Field(default=1, gt=0)
     decoder_sparse_step: int = Field(default=1, gt=0)
-    mlp_only_layers: list[int] = Field(default_factory=list)
+    mlp_only_layers: list[int] = Field(default_factory=list, max_length=10_000)
     # multi-head latent attention (DeepSeek-V2/V3)
     q_lora_rank: int | None = Field(default=None, gt=0, le=MAX_COUNT)
     kv_lora_rank: int | None = Field(default=None, gt=0, le=MAX_COUNT)
@@ -489,15 +489,6 @@ def model_sources() -> dict[str, str]:
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
-    """graphs/NAME.json for a shipped name, else the path itself."""
-    text = str(name_or_path)
-    shipped = GRAPHS_DIR / f"{text}.json"
-    if is_file(shipped):
-        return shipped
-    path = Path(text)
-    if is_file(path / "config.json"):
-        return path / "config.json"
-    if is_file(path):
-        return path
-    names = ", ".join(shipped_models())
-    raise PlannerInputError(text, [f"no such model: expected one of {names}, or a path to an HF config.json"])
+    """graphs/NAME.json for a catalog name, else a path to a .json (or .yaml) file or to a folder holding
+    a config.json (a downloaded checkpoint)."""
+    return catalog_file(GRAPHS_DIR, name_or_path, "model", (".json", ".yaml", ".yml"))

@@ -24,7 +24,7 @@ import pandas as pd
 from planner.core.fileio import read_mapping
 from planner.cost.node import node_cost
 from planner.cost.pipeline import PipelineCost, pipeline_cost
-from planner.hardware.catalog import HARDWARE_DIR, HardwareSpec
+from planner.hardware.catalog import HardwareSpec, hardware_path
 from planner.placement.constraints import check
 from planner.plans.plan import Plan, evaluate, plan_problem, summary
 from planner.problem.problem import Problem
@@ -74,10 +74,8 @@ CASE_COLUMNS = (  # the columns case_row adds, in table order
 
 def reticle_dies_per_chip(hardware: str) -> int:
     """chip.reticle_dies of a hardware file (1 when the file cannot be read as a shipped name/path)."""
-    path = HARDWARE_DIR / f"{hardware}.yaml"
-    path = path if path.is_file() else Path(hardware)
     try:
-        return HardwareSpec.model_validate(read_mapping(path)).chip.reticle_dies
+        return HardwareSpec.model_validate(read_mapping(hardware_path(hardware))).chip.reticle_dies
     except Exception:  # the hardware was validated when the case was solved; be lenient here
         return 1
 
@@ -161,8 +159,8 @@ def _bisect(ok: Callable[[int], bool], lo: int, hi: int) -> int:
 def case_row(problem: Problem, plan: Plan) -> dict[str, Any]:
     """The result columns of a sweep row: the plan's totals, J/token by category, KV traffic, and the
     same placement with one micro-batch in flight. Units in the names (ms, J, W, GB, /s)."""
-    problem = plan_problem(problem, plan)[0]  # the group size the plan chose
     cost = evaluate(problem, plan).cost
+    problem = plan_problem(problem, plan)[0]  # the group size the plan chose
     facts = summary(plan, cost)
     e = cost.joules_per_token_by
     kv = kv_traffic(problem, plan, cost)

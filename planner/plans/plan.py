@@ -7,17 +7,18 @@ plan re-reads only the instance and the placement; `evaluate` recomputes every f
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
-from planner.core.errors import PlannerInputError, problems_from_validation
-from planner.core.fileio import read_mapping, write_text_atomic
+from planner.core.errors import PlannerInputError, bounded_repr, problems_from_validation
+from planner.core.fileio import json_text, read_mapping, write_text_atomic
+from planner.core.schema import Strict as _Strict
 from planner.cost.pipeline import PipelineCost, pipeline_cost
 from planner.model.graph import kv_tokens
 from planner.placement.constraints import check
@@ -28,10 +29,6 @@ from planner.problem.instance import InstanceSpec
 from planner.problem.problem import Problem, resolve
 
 SPLIT_TOLERANCE = 1e-6  # fractions may miss 1 by this much (solver round-off)
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class StageRecord(_Strict):
@@ -69,7 +66,7 @@ class Plan(_Strict):
     """A placement and how it was found. `figures` are derived (recomputed on evaluate), kept for readers."""
 
     instance: InstanceSpec
-    stages: int = Field(gt=0)
+    stages: int = Field(gt=0, le=100_000)  # InstanceSpec.max_groups' limit
     groups: list[list[str]]
     weight_split: dict[str, dict[str, float]]
     kv_split: dict[str, dict[str, float]]
@@ -92,7 +89,7 @@ class Plan(_Strict):
         return yaml.safe_dump(self.to_dict(), sort_keys=False, width=120)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1)
+        return json_text(self.to_dict(), indent=1)
 
     def save(self, path: str | Path) -> Path:
         """Write as YAML (.yaml/.yml) or JSON (.json), atomically."""
@@ -108,16 +105,70 @@ class Plan(_Strict):
 
     def groups_frame(self) -> pd.DataFrame:
         """One row per group: residency and fill per tier, bytes read, time per resource, binding, energy."""
-        problem = plan_problem(resolve(self.instance), self)[0]
-        return group_frame(evaluate(problem, self).cost, problem)
+        base = resolve(self.instance)
+        result = evaluate(base, self)
+        if result.cost is None:
+            raise PlannerInputError("plan", result.violations)
+        return group_frame(result.cost, plan_problem(base, self)[0])
 
 
 def load_plan(path: str | Path) -> Plan:
+    """Read and validate a plan file (YAML or JSON); the placement is checked by `evaluate`."""
     path = Path(path)
     try:
         return Plan.model_validate(read_mapping(path))
     except ValidationError as exc:
         raise PlannerInputError(path, problems_from_validation(exc)) from None
+
+
+# instance fields a plan's figures depend on (name is a label; solver says how a plan was searched for)
+EVALUATED_FIELDS = (
+    "model",
+    "hardware",
+    "kv_memory",
+    "chips_per_group",
+    "max_groups",
+    "tiers",
+    "weight_tiers",
+    "kv_tiers",
+    "split",
+    "max_chip_power",
+    "max_power",
+    "workload",
+)
+
+
+def instance_differences(plan_spec: InstanceSpec, spec: InstanceSpec) -> list[str]:
+    """The fields of EVALUATED_FIELDS in which a plan's embedded instance differs from `spec`, each with
+    both values. A model, hardware or memory given once by name and once by path is the same if both lead
+    to the same file."""
+    ours, theirs = plan_spec.model_dump(mode="json"), spec.model_dump(mode="json")
+    differ = []
+    for field in EVALUATED_FIELDS:
+        a, b = ours[field], theirs[field]
+        if isinstance(a, dict):
+            differ += [
+                f"{field}.{k}: plan {bounded_repr(a[k])}, instance {bounded_repr(b[k])}"
+                for k in a
+                if a[k] != b[k]
+            ]
+        elif a != b and not _same_file(field, a, b):
+            differ.append(f"{field}: plan {bounded_repr(a)}, instance {bounded_repr(b)}")
+    return differ
+
+
+def _same_file(field: str, a: Any, b: Any) -> bool:
+    """Whether two model / hardware / kv_memory values name the same file."""
+    from planner.hardware.catalog import hardware_path, memory_tech_path
+    from planner.model.config import resolve_config_path
+
+    find = {"model": resolve_config_path, "hardware": hardware_path, "kv_memory": memory_tech_path}.get(field)
+    if find is None or a is None or b is None:
+        return False
+    try:
+        return find(a).resolve() == find(b).resolve()
+    except (PlannerInputError, OSError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -132,42 +183,80 @@ class Evaluation:
         return not self.violations
 
 
-def _structure_violations(problem: Problem, plan: Plan) -> list[str]:
-    nodes = list(problem.nodes)
+def _few(items: Sequence[Any], shown: int = 5) -> str:
+    """The first `shown` items and how many there are in all: violation lists stay short."""
+    head = ", ".join(bounded_repr(i) if not isinstance(i, str) else i for i in items[:shown])
+    return head if len(items) <= shown else f"{head}, ... ({len(items):,} in all)"
+
+
+def _structure_violations(problem: Problem, plan: Plan) -> tuple[list[str], list[str]]:
+    """What is wrong with the plan's structure, as (blocking, other). Blocking: planner.cost cannot price
+    the plan (an empty group; a node unknown, placed nowhere, twice or out of order; a split entry missing,
+    naming a tier the hardware lacks or holding a fraction outside [0, 1]). Other: it can, but the instance
+    forbids it (stages, max_groups, tiers not allowed, fractions that do not sum to 1). One violation per
+    kind, listing the first few places; time linear in the size of the plan and the model."""
+    nodes = list(problem.nodes)  # the split graph's nodes, in order
+    known = set(nodes)
     placed = [n for g in plan.groups for n in g]
-    v = []
-    if plan.stages != len(plan.groups):
-        v.append(f"stages is {plan.stages} but the plan has {len(plan.groups)} groups")
-    if any(not g for g in plan.groups):
-        v.append("a group holds no node; every group must be used")
-    if len(plan.groups) > problem.max_groups:
-        v.append(f"{len(plan.groups)} groups exceed max_groups {problem.max_groups}")
-    unknown = sorted(set(placed) - set(nodes))
+    count = Counter(placed)
+    blocking, other = [], []
+    empty = [i for i, g in enumerate(plan.groups) if not g]
+    if empty:
+        blocking.append(f"empty groups (no node): {_few(empty)}; every group must hold at least one node")
+    unknown = [n for n in count if n not in known]
     if unknown:
-        v.append(f"nodes not in the model: {unknown[:5]}")
-    missing = [n for n in nodes if n not in set(placed)]
+        blocking.append(f"nodes not in the model: {_few(unknown)}")
+    missing = [n for n in nodes if n not in count]
     if missing:
-        v.append(f"nodes placed nowhere: {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-    twice = sorted({n for n in placed if placed.count(n) > 1})
+        blocking.append(f"nodes placed nowhere: {_few(missing)}")
+    twice = [n for n, c in count.items() if c > 1]
     if twice:
-        v.append(f"nodes placed more than once: {twice[:5]}")
+        blocking.append(f"nodes placed more than once: {_few(twice)}")
     if not (unknown or missing or twice) and placed != nodes:
-        v.append("groups are not contiguous slices in execution order (every edge must go forward)")
+        blocking.append("groups are not contiguous slices in execution order (every edge must go forward)")
+    if plan.stages != len(plan.groups):
+        other.append(f"stages is {plan.stages} but the plan has {len(plan.groups)} groups")
+    if len(plan.groups) > problem.max_groups:
+        other.append(f"{len(plan.groups)} groups exceed max_groups {problem.max_groups}")
+    on_hardware = {t.name for t in problem.hw.tiers}
     for kind, split in (("weight_split", plan.weight_split), ("kv_split", plan.kv_split)):
+        allowed = problem.tiers_for("w" if kind == "weight_split" else "k")
+        found: dict[str, list[str]] = {
+            "absent": [],
+            "no_tier": [],
+            "range": [],
+            "not_allowed": [],
+            "sum": [],
+        }
         for n in nodes:
             fractions = split.get(n)
             if fractions is None:
-                v.append(f"{kind}: no entry for {n}")
+                found["absent"].append(n)
                 continue
-            may = problem.tiers_for("w" if kind == "weight_split" else "k")
-            bad_tiers = sorted(set(fractions) - set(may))
-            if bad_tiers:
-                v.append(f"{kind}.{n}: tiers {bad_tiers} not allowed (allowed: {list(may)})")
-            if any(f < -SPLIT_TOLERANCE for f in fractions.values()):
-                v.append(f"{kind}.{n}: negative fraction")
-            if abs(sum(fractions.values()) - 1.0) > SPLIT_TOLERANCE:
-                v.append(f"{kind}.{n}: fractions sum to {sum(fractions.values()):.6g}, not 1")
-    return v
+            if any(t not in on_hardware for t in fractions):
+                found["no_tier"].append(f"{n} ({_few(sorted(set(fractions) - on_hardware), 2)})")
+            elif any(t not in allowed for t in fractions):
+                found["not_allowed"].append(f"{n} ({_few(sorted(set(fractions) - allowed), 2)})")
+            if any(not -SPLIT_TOLERANCE <= f <= 1 + SPLIT_TOLERANCE for f in fractions.values()):
+                found["range"].append(n)
+            elif abs(sum(fractions.values()) - 1.0) > SPLIT_TOLERANCE:
+                found["sum"].append(f"{n} (sum {sum(fractions.values()):.6g})")
+        extra = [n for n in split if n not in known]
+        if found["absent"]:
+            blocking.append(f"{kind}: no entry for {_few(found['absent'])}")
+        if found["no_tier"]:
+            blocking.append(f"{kind}: tiers not on {problem.hw.name} at {_few(found['no_tier'])}")
+        if found["range"]:
+            blocking.append(f"{kind}: fractions outside [0, 1] at {_few(found['range'])}")
+        if found["not_allowed"]:
+            other.append(
+                f"{kind}: tiers not allowed (allowed: {list(allowed)}) at {_few(found['not_allowed'])}"
+            )
+        if found["sum"]:
+            other.append(f"{kind}: fractions that do not sum to 1 at {_few(found['sum'])}")
+        if extra:
+            other.append(f"{kind}: entries for nodes not in the model: {_few(extra)}")
+    return blocking, other
 
 
 def plan_problem(problem: Problem, plan: Plan) -> tuple[Problem, list[str]]:
@@ -192,16 +281,26 @@ def plan_problem(problem: Problem, plan: Plan) -> tuple[Problem, list[str]]:
     return problem, bad
 
 
-def evaluate(problem: Problem, plan: Plan) -> Evaluation:
+def evaluate(problem: Problem, plan: Plan, source: str = "plan") -> Evaluation:
     """Recompute the plan with planner.cost alone and list every violated constraint (each constraint
     family's check, planner.placement.constraints). The plan's decisions (group size, micro-batches in
-    flight, clock) are its own; the instance gives everything else."""
+    flight, clock) are its own; the instance gives everything else.
+
+    A plan made for another instance is bad input (PlannerInputError naming `source` and each differing
+    field), not a violation: its figures would describe an instance it was not made for. A plan whose
+    structure planner.cost cannot price has violations and no cost."""
+    differ = instance_differences(plan.instance, problem.spec)
+    if differ:
+        raise PlannerInputError(
+            source,
+            [f"the plan was made for another instance; {d}" for d in differ]
+            + ["evaluate it against the instance it was made for (its `instance:` section), or solve again"],
+        )
     problem, decisions = plan_problem(problem, plan)
-    violations = decisions + _structure_violations(problem, plan)
-    if any(
-        ("placed" in s or "not in the model" in s or "contiguous" in s or "no entry" in s) for s in violations
-    ):
-        return Evaluation(None, violations)
+    blocking, violations = _structure_violations(problem, plan)
+    violations = decisions + violations
+    if blocking:
+        return Evaluation(None, blocking + violations)
     cost = pipeline_cost(
         problem.graph,
         problem.hw,
@@ -274,6 +373,16 @@ def figures(cost: PipelineCost, problem: Problem | None = None) -> dict[str, Any
     return out
 
 
+def objective_rel_diff(plan: Plan, cost: PipelineCost) -> float | None:
+    """|recomputed J/token - the plan's objective| / the larger of the two (in [0, 2], never overflowing:
+    a hand-edited objective of 1e-320 gives 1, not infinity); None when the plan records no objective."""
+    objective = plan.solver.objective
+    if objective is None:
+        return None
+    scale = max(abs(objective), abs(cost.joules_per_token))
+    return abs(cost.joules_per_token - objective) / scale if scale else 0.0
+
+
 def summary(plan: Plan, cost: PipelineCost) -> dict[str, Any]:
     """The flat result a user scripts against (JSON keys of `planner solve --json`)."""
     s = plan.solver
@@ -340,14 +449,6 @@ def group_frame(cost: PipelineCost, problem: Problem) -> pd.DataFrame:
         row["power_w_per_chip"] = cost.group_power_w(g) / cost.chips_per_group
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def write_csv_tables(plan: Plan, problem: Problem, cost: PipelineCost, directory: str | Path) -> list[Path]:
-    directory = Path(directory)
-    return [
-        write_text_atomic(directory / "nodes.csv", node_frame(plan, problem).to_csv(index=False)),
-        write_text_atomic(directory / "groups.csv", group_frame(cost, problem).to_csv(index=False)),
-    ]
 
 
 def clean_split(split: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:

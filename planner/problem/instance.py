@@ -24,16 +24,13 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from planner.core.errors import PlannerInputError, problems_from_validation
-from planner.core.fileio import read_mapping
+from planner.core.errors import PlannerInputError, bounded_repr, problems_from_validation
+from planner.core.fileio import read_mapping, relative_to_file
+from planner.core.schema import Strict as _Strict
 from planner.core.units import DTYPE_BYTES, Bytes, Seconds, Watts
 from planner.model.split import KINDS
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class WorkloadSpec(_Strict):
@@ -65,7 +62,7 @@ class WorkloadSpec(_Strict):
     @classmethod
     def _known_dtype(cls, v: str) -> str:
         if v not in DTYPE_BYTES:
-            raise ValueError(f"unknown dtype {v!r}; expected one of {', '.join(DTYPE_BYTES)}")
+            raise ValueError(f"unknown dtype {bounded_repr(v)}; expected one of {', '.join(DTYPE_BYTES)}")
         return v
 
 
@@ -147,15 +144,6 @@ class InstanceSpec(_Strict):
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _resolve_path(value: str, base: Path | None) -> str:
-    """A relative path in an instance file is taken relative to that file, if it exists there."""
-    if base is not None and ("/" in value or value.endswith((".json", ".yaml", ".yml"))):
-        candidate = base / value
-        if candidate.exists():
-            return str(candidate)
-    return value
-
-
 def load_instance(path: str | Path) -> InstanceSpec:
     """Read and validate an instance YAML; every problem is reported at once with its field."""
     path = Path(path)
@@ -164,9 +152,9 @@ def load_instance(path: str | Path) -> InstanceSpec:
         spec = InstanceSpec.model_validate(data)
     except ValidationError as exc:
         raise PlannerInputError(path, problems_from_validation(exc)) from None
-    base = path.parent
+    fields = {"model": spec.model, "hardware": spec.hardware, "kv_memory": spec.kv_memory}
     return spec.model_copy(
-        update={"model": _resolve_path(spec.model, base), "hardware": _resolve_path(spec.hardware, base)}
+        update={k: relative_to_file(v, path.parent) for k, v in fields.items() if v is not None}
     )
 
 
@@ -183,4 +171,4 @@ def spec_from_flags(**fields) -> InstanceSpec:
     try:
         return InstanceSpec.model_validate(data)
     except ValidationError as exc:
-        raise PlannerInputError("command-line flags", problems_from_validation(exc)) from None
+        raise PlannerInputError("command-line flags", problems_from_validation(exc, flags=True)) from None

@@ -247,8 +247,14 @@ def build(spec: InstanceSpec, model: Model, base_hw: Hardware, tiers: tuple[str,
 def resolve(spec: InstanceSpec, source: str = "instance") -> Problem:
     """Load the model and hardware of an instance, check the tiers it names, split its graph."""
     w = spec.workload
-    model = load_model(spec.model, w.weight_dtype, w.kv_dtype, w.activation_dtype, w.sample_top_k)
-    hw = load_hardware(spec.hardware, spec.kv_memory)
+    try:
+        model = load_model(spec.model, w.weight_dtype, w.kv_dtype, w.activation_dtype, w.sample_top_k)
+        hw = load_hardware(spec.hardware, spec.kv_memory)
+    except PlannerInputError as exc:  # a name or path that leads nowhere: say which field gave it
+        field = next((f for f in ("model", "hardware", "kv_memory") if getattr(spec, f) == exc.source), None)
+        if field is None:
+            raise
+        raise PlannerInputError(source, [f"{field}: {exc.source}: {p}" for p in exc.problems]) from None
     sizes = [s for s in spec.group_sizes if s is not None]
     if any(s > 1 for s in sizes) and hw.intra_link is None:
         raise PlannerInputError(source, [f"chips_per_group: {sizes} needs an intra_group_link in {hw.name}"])

@@ -5,13 +5,17 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from planner.core.errors import InfeasibleError
-from planner.core.fileio import write_text_atomic
+from pydantic import Field, ValidationError
+
+from planner.core.errors import InfeasibleError, PlannerInputError
+from planner.core.fileio import json_text, read_text, write_text_atomic
+from planner.core.schema import Strict
 from planner.placement.explain import UNEXPLAINED
 from planner.problem.instance import InstanceSpec
 from planner.problem.problem import instance_files, resolve
@@ -40,7 +44,7 @@ class CaseResult:
         return bool(self.row.get("proven", True))
 
     def to_json(self) -> str:
-        return json.dumps(
+        return json_text(
             {
                 "version": CACHE_VERSION,
                 "digest": self.spec.digest(),
@@ -49,6 +53,7 @@ class CaseResult:
                 "plan": self.plan,
                 "inputs": inputs_fingerprint(self.spec),
             },
+            indent=None,
             sort_keys=True,
         )
 
@@ -162,24 +167,88 @@ class Cache:
         return self.directory / f"{spec.digest()}.json"
 
     def get(self, spec: InstanceSpec, explained: bool = True) -> CaseResult | None:
-        """The cached result, or None; with `explained`, an infeasible result cached without its reason
-        counts as missing."""
+        """The cached result of `spec`, or None (a miss: solve it) when there is none or the file is not
+        one this code wrote for this spec and these inputs: unreadable, not JSON, JSON of another shape
+        (a list, null, a row without status or of wrong types), another version, spec or fingerprint.
+        With `explained`, an infeasible result cached without its reason counts as missing."""
         path = self.path(spec)
         try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
+            data = json.loads(read_text(path))
+        except (PlannerInputError, ValueError, RecursionError):
+            return None
+        if not isinstance(data, dict) or not _usable_row(data.get("row"), spec):
             return None
         if data.get("version") != CACHE_VERSION or data.get("spec") != spec.model_dump(mode="json"):
+            return None
+        plan = data.get("plan")  # a placement exactly for the feasible cases
+        if (plan is None) != (data["row"]["status"] == "infeasible") or not (
+            plan is None or _usable_placement(plan)
+        ):
             return None
         if data.get("inputs") != inputs_fingerprint(spec):
             return None
         if explained and not data["row"].get("explained", True):
             return None
-        return CaseResult(spec, data["row"], data["plan"])
+        return CaseResult(spec, data["row"], plan)
 
     def put(self, result: CaseResult) -> None:
         if result.row["status"] != "error":
             write_text_atomic(self.path(result.spec), result.to_json())
+
+
+CACHED_STATUSES = ("optimal", "time_limit", "infeasible")  # the rows Cache.put keeps (not "error")
+_TEXT_COLUMNS = ("status", "binding", "explanation", "tiers", "kv_tier")
+_FLAG_COLUMNS = ("proven", "one_mb_meets_floor", "explained")
+_OPTIONAL_COLUMNS = ("gap",)  # a number or None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _usable_row(row: Any, spec: InstanceSpec) -> bool:
+    """Whether `row` has the shape run_case writes for `spec`: its key columns, a cached status, and every
+    column of its kind (text, flag or finite number; all of planner.plans.metrics.CASE_COLUMNS for a
+    feasible case)."""
+    from planner.plans.metrics import CASE_COLUMNS
+
+    if not isinstance(row, dict) or row.get("status") not in CACHED_STATUSES:
+        return False
+    keys = key_row(spec)
+    if any(row.get(k) != v or type(row.get(k)) is bool for k, v in keys.items()):
+        return False
+    required = ("binding", "explanation", "proven", "solve_s")
+    required += CASE_COLUMNS if row["status"] != "infeasible" else ()
+    if any(k not in row for k in required):
+        return False
+    for k, v in row.items():
+        if k in keys:
+            continue
+        if k in _TEXT_COLUMNS:
+            ok = isinstance(v, str)
+        elif k in _FLAG_COLUMNS:
+            ok = isinstance(v, bool)
+        else:
+            ok = _is_number(v) or (v is None and k in _OPTIONAL_COLUMNS)
+        if not ok:
+            return False
+    return True
+
+
+def _usable_placement(plan: Any) -> bool:
+    """Whether a cached placement has the shape run_case writes (stages, groups and the two splits)."""
+    try:
+        _Placement.model_validate(plan)
+    except ValidationError:
+        return False
+    return True
+
+
+class _Placement(Strict):
+    stages: int = Field(gt=0)
+    groups: list[list[str]]
+    weight_split: dict[str, dict[str, float]]
+    kv_split: dict[str, dict[str, float]]
 
 
 def solve_case(spec: InstanceSpec, cache: Cache | None = None, explain: bool = True) -> CaseResult:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import multiprocessing
+import os
+import signal
 import sys
 import types
 from collections.abc import Callable, Iterator, Sequence
@@ -14,6 +16,8 @@ from planner.problem.instance import InstanceSpec
 from planner.runs.cache import Cache, CaseResult, run_case
 
 # ---------------------------------------------------------------------------------------------- many cases
+
+MAX_WORKERS = 256  # local processes; each holds a planner (~250 MB), so more would exhaust memory
 
 
 class WorkerPool(cf.ProcessPoolExecutor):
@@ -35,7 +39,11 @@ class WorkerPool(cf.ProcessPoolExecutor):
     """
 
     def __init__(self, max_workers: int | None = None):
-        super().__init__(max_workers=max_workers, mp_context=multiprocessing.get_context("spawn"))
+        super().__init__(
+            max_workers=max_workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=quiet_interrupts,
+        )
 
     def submit(self, fn, /, *args, **kwargs) -> cf.Future:
         main = sys.modules["__main__"]
@@ -50,6 +58,8 @@ class WorkerPool(cf.ProcessPoolExecutor):
 def executor(workers: int | None = None, scheduler: str | None = None) -> Iterator[cf.Executor]:
     """Local worker processes (WorkerPool), or the concurrent.futures face of a dask.distributed Client
     at `scheduler`."""
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise PlannerInputError("--workers", [f"{workers:,}: give 1 to {MAX_WORKERS} worker processes"])
     if scheduler is None:
         pool = WorkerPool(workers)
         try:
@@ -69,6 +79,12 @@ def executor(workers: int | None = None, scheduler: str | None = None) -> Iterat
         yield client.get_executor(pure=False)
     finally:
         client.close()
+
+
+def quiet_interrupts() -> None:
+    """In a worker process: Ctrl-C (sent to the whole process group) ends the worker at once, without a
+    traceback; the parent process, which got the same signal, stops the pool and reports the interrupt."""
+    signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
 
 
 Progress = Callable[[CaseResult, bool], None]  # (result, came from the cache)

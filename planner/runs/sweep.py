@@ -18,15 +18,17 @@ scheduler, nanny or ports; dask is the right tool only when the machines are els
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from planner.core.errors import PlannerInputError, problems_from_validation
 from planner.core.fileio import read_mapping, write_bytes_atomic, write_text_atomic
+from planner.core.schema import Strict as _Strict
 from planner.problem.instance import InstanceSpec, SolverSpec
 from planner.problem.problem import resolve
 from planner.runs.cache import Cache, CaseResult
@@ -46,10 +48,7 @@ KEY_COLUMNS = (
 )
 TIMING_COLUMNS = ("solve_s",)  # wall-clock seconds: the only columns that differ between identical runs
 OUTCOME_COLUMNS = ("status", "binding", "proven")  # then planner.studies.CASE_COLUMNS, then the rest
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+MAX_CASES = 100_000  # combinations in one sweep: more is a typo (a list of a million users, say)
 
 
 def _listify(value: Any) -> Any:
@@ -91,6 +90,15 @@ class SweepSpec(_Strict):
         "models", "hardware", "memory", "users", "context", "min_tokens_per_s", "stages", mode="before"
     )(_listify)
 
+    @classmethod
+    def from_arguments(cls, source: str, **fields: Any) -> SweepSpec:
+        """A sweep from a study's arguments (its command-line flags); a bad value is a PlannerInputError
+        naming `source`, the flag and the field."""
+        try:
+            return cls.model_validate(fields)
+        except ValidationError as exc:
+            raise PlannerInputError(source, problems_from_validation(exc, flags=True)) from None
+
     @field_validator("solver")
     @classmethod
     def _one_way_to_fix_stages(cls, solver: SolverSpec) -> SolverSpec:
@@ -100,6 +108,12 @@ class SweepSpec(_Strict):
 
     def cases(self) -> list[InstanceSpec]:
         """Every combination as a validated instance, in a fixed order; all problems reported at once."""
+        lists = {k: getattr(self, k) for k in ("models", "hardware", "memory", "users", "context")}
+        lists |= {"min_tokens_per_s": self.min_tokens_per_s, "stages": self.stages or [None]}
+        combinations = math.prod(len(v) for v in lists.values())
+        if combinations > MAX_CASES:
+            sizes = " x ".join(f"{len(v):,} {k}" for k, v in lists.items())
+            raise PlannerInputError("sweep", [f"{sizes} make {combinations:,} cases, over {MAX_CASES:,}"])
         problems: list[str] = []
         out: list[InstanceSpec] = []
         solver = self.solver.model_dump(exclude_none=True)

@@ -36,10 +36,10 @@ import numpy as np
 import yaml
 from pydantic import ValidationError
 
-from planner.core.errors import PlannerInputError, problems_from_validation
-from planner.core.fileio import read_mapping, write_text_atomic
+from planner.core.errors import PlannerInputError, bounded_repr, problems_from_validation
+from planner.core.fileio import read_mapping, read_text, write_text_atomic
 from planner.cost.pipeline import PipelineCost, pipeline_cost
-from planner.hardware.catalog import HARDWARE_DIR, Hardware, _named_file, load_hardware
+from planner.hardware.catalog import Hardware, hardware_path, load_hardware
 from planner.model.config import HFConfig
 from planner.model.graph import Dtypes, build_graph
 
@@ -54,7 +54,18 @@ SHAPE_COLUMNS = (
 INT_COLUMNS = SHAPE_COLUMNS + ("users", "context")
 REQUIRED_COLUMNS = INT_COLUMNS + ("dtype_bytes", "step_ms", "joules_per_token")
 DTYPE_BY_BYTES = {0.5: "fp4", 1.0: "fp8", 2.0: "bf16", 4.0: "fp32"}
+# the stated range of every number column (inclusive); shapes are then checked as an HF config's fields
+COLUMN_RANGES: dict[str, tuple[float, float]] = {
+    **dict.fromkeys(SHAPE_COLUMNS, (1, 10_000_000)),
+    "users": (1, 100_000_000),  # WorkloadSpec's limits
+    "context": (1, 100_000_000),
+    "step_ms": (1e-6, 1e7),  # a nanosecond to about three hours
+    "joules_per_token": (1e-9, 1e6),
+}
 MAX_PROBLEMS = 20
+MAX_ROWS = (
+    1_000  # rows per measurement file: a campaign has tens; each row is priced (and refit in calibrate)
+)
 
 # A prior residual of PRIOR_WEIGHT * (value / prior - 1): a 10 % departure from the microbenchmark figure
 # costs as much as a 1 % error on one measured row, so the priors decide only what the rows leave open
@@ -94,26 +105,31 @@ class Measurement:
 
 
 def _number(text: str | None, column: str, where: str, problems: list[str]) -> float | None:
-    """The cell as a finite, nonnegative float, or None with a problem recorded."""
+    """The cell as a finite float within COLUMN_RANGES (a whole number for INT_COLUMNS), or None with a
+    problem recorded."""
     text = (text or "").strip()
     if not text:
         problems.append(f"{where}, column {column}: empty; give a number")
         return None
+    shown = bounded_repr(text)
     try:
         value = float(text)
     except ValueError:
-        problems.append(f"{where}, column {column}: {text!r} is not a number")
+        problems.append(f"{where}, column {column}: {shown} is not a number")
         return None
+    low, high = COLUMN_RANGES.get(column, (0, math.inf))
     if not math.isfinite(value):
-        problems.append(f"{where}, column {column}: {text!r} is not a finite number")
+        problems.append(f"{where}, column {column}: {shown} is not a finite number")
     elif value < 0:
-        problems.append(f"{where}, column {column}: {text} is negative")
+        problems.append(f"{where}, column {column}: {text[:40]} is negative")
     elif column in INT_COLUMNS and (value != int(value) or value == 0):
-        problems.append(f"{where}, column {column}: {text} is not a positive whole number")
+        problems.append(f"{where}, column {column}: {text[:40]} is not a positive whole number")
     elif column in ("step_ms", "joules_per_token") and value == 0:
         problems.append(f"{where}, column {column}: must be positive")
     elif column == "dtype_bytes" and value not in DTYPE_BY_BYTES:
-        problems.append(f"{where}, column dtype_bytes: {text}; expected one of 0.5, 1, 2, 4")
+        problems.append(f"{where}, column dtype_bytes: {text[:40]}; expected one of 0.5, 1, 2, 4")
+    elif not low <= value <= high:
+        problems.append(f"{where}, column {column}: {value:g} is outside its range, {_g(low)} to {_g(high)}")
     else:
         return value
     return None
@@ -122,26 +138,28 @@ def _number(text: str | None, column: str, where: str, problems: list[str]) -> f
 def read_measurements_csv(path: str | Path) -> list[Measurement]:
     """Read and validate one measurement CSV; every problem (line and column named) in one error."""
     path = Path(path)
-    if not path.is_file():
-        raise PlannerInputError(path, ["file not found (or not a regular file); check the path"])
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
     try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise PlannerInputError(path, [f"not UTF-8 text (byte {exc.start}); save it as UTF-8 CSV"]) from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = [h.strip() for h in reader.fieldnames or []]
+        header = [h.strip() for h in reader.fieldnames or []]
+        reader.fieldnames = header
+        records = [(record, reader.line_num) for record in reader]
+    except csv.Error as exc:  # a cell past csv's field size limit, say
+        raise PlannerInputError(path, [f"{path.name}:{reader.line_num}: not valid CSV: {exc}"]) from None
     if not header:
         raise PlannerInputError(
             path, [f"empty file: expected a header row with {', '.join(REQUIRED_COLUMNS)}"]
         )
-    reader.fieldnames = header
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise PlannerInputError(path, [f"missing column {c}" for c in missing])
+    if len(records) > MAX_ROWS:
+        raise PlannerInputError(
+            path, [f"{len(records):,} data rows, over the limit of {MAX_ROWS:,}; split the file or drop rows"]
+        )
     problems: list[str] = []
     rows: list[Measurement] = []
-    for record in reader:
-        where = f"line {reader.line_num}"
+    for record, line in records:
+        where = f"{path.name}:{line}"
         if None in record:
             problems.append(f"{where}: more cells than header columns")
         values = {c: _number(record.get(c), c, where, problems) for c in REQUIRED_COLUMNS}
@@ -157,7 +175,7 @@ def read_measurements_csv(path: str | Path) -> list[Measurement]:
             continue
         rows.append(
             Measurement(
-                source=f"{path.name}:{reader.line_num}",
+                source=where,
                 shape=shape,
                 dtype_bytes=values["dtype_bytes"],
                 users=int(values["users"]),
@@ -319,13 +337,14 @@ class Priors:
     static_power_w: float
 
 
-MICROBENCH_KEYS = (
-    "idle_power_w",
-    "hbm_read_tb_per_s",
-    "hbm_read_whole_gpu_pj_per_bit",
-    "bf16_dense_matmul_tflops",
-    "bf16_matmul_whole_gpu_pj_per_flop",
-)
+# each figure a microbenchmark file must give, and its stated range (inclusive)
+MICROBENCH_KEYS: dict[str, tuple[float, float]] = {
+    "idle_power_w": (1e-3, 1e5),
+    "hbm_read_tb_per_s": (1e-3, 1e3),
+    "hbm_read_whole_gpu_pj_per_bit": (1e-3, 1e4),
+    "bf16_dense_matmul_tflops": (1e-3, 1e6),
+    "bf16_matmul_whole_gpu_pj_per_flop": (1e-4, 1e4),
+}
 
 
 def priors_from_microbench(path: str | Path, hw: Hardware) -> Priors:
@@ -336,10 +355,10 @@ def priors_from_microbench(path: str | Path, hw: Hardware) -> Priors:
     """
     data = read_mapping(path)
     problems = []
-    for key in MICROBENCH_KEYS:
+    for key, (low, high) in MICROBENCH_KEYS.items():
         value = data.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            problems.append(f"{key}: expected a positive number (got {value!r:.40})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            problems.append(f"{key}: expected a number from {low:g} to {high:g} (got {bounded_repr(value)})")
     if problems:
         raise PlannerInputError(path, problems)
     tier = hw.tier(measurement_tier(hw))
@@ -494,25 +513,25 @@ def select_rows(rows: Sequence[Measurement], spec: str) -> list[int]:
         if "=" in item:
             column, _, value = (s.strip() for s in item.partition("="))
             if column not in ("users", "context"):
-                problems.append(f"{item!r}: select by users=N or context=N")
+                problems.append(f"{bounded_repr(item)}: select by users=N or context=N")
                 continue
             try:
                 number = int(value)
             except ValueError:
-                problems.append(f"{item!r}: {value!r} is not a whole number")
+                problems.append(f"{bounded_repr(item)}: {bounded_repr(value)} is not a whole number")
                 continue
             hits = [i for i, r in enumerate(rows) if getattr(r, column) == number]
         else:
             try:
                 hits = [int(item) - 1]
             except ValueError:
-                problems.append(f"{item!r}: expected a row number or users=N / context=N")
+                problems.append(f"{bounded_repr(item)}: expected a row number or users=N / context=N")
                 continue
             if not 0 <= hits[0] < len(rows):
-                problems.append(f"{item!r}: row numbers go from 1 to {len(rows)}")
+                problems.append(f"{bounded_repr(item)}: row numbers go from 1 to {len(rows)}")
                 continue
         if not hits:
-            problems.append(f"{item!r}: matches no row")
+            problems.append(f"{bounded_repr(item)}: matches no row")
         chosen.update(hits)
     if problems:
         raise PlannerInputError("--holdout", problems)
@@ -596,7 +615,7 @@ def calibrate(
     progress: Callable[[str], None] | None = None,
 ) -> Calibration:
     """Fit `hardware`'s achievable fractions and energy coefficients to measured decode steps."""
-    base_path = _named_file(HARDWARE_DIR, hardware, "hardware")
+    base_path = hardware_path(hardware)
     base = load_hardware(base_path)
     rows = read_measurements(measurements)
     priors = priors_from_microbench(microbench, base)

@@ -70,7 +70,8 @@ def compare(
     from planner.studies.capacity import max_users_many
 
     solver = {"gap": gap} | ({"time_limit": time_limit} if time_limit else {})
-    grid = SweepSpec(
+    grid = SweepSpec.from_arguments(
+        "compare",
         name="memory comparison",
         models=list(models),
         hardware=[hardware],
@@ -149,6 +150,9 @@ def comparison_markdown(c: Comparison, command: str, hardware: str, context: int
     return "\n".join(parts)
 
 
+COMPARISON_FILES = ("memory_comparison.csv", "memory_comparison.md", "memory_comparison.png")
+
+
 def write_comparison(
     c: Comparison, out: str | Path, command: str, hardware: str, context: int, floor: float
 ) -> list[Path]:
@@ -158,12 +162,11 @@ def write_comparison(
 
     out = Path(out)
     both = pd.concat([c.points, c.maxima], ignore_index=True)
+    csv, md, png = (out / name for name in COMPARISON_FILES)
     return [
-        write_table(both, out / "memory_comparison.csv"),
-        write_markdown(
-            out / "memory_comparison.md", comparison_markdown(c, command, hardware, context, floor)
-        ),
-        plot_memory_comparison(c.points, c.maxima, out / "memory_comparison.png"),
+        write_table(both, csv),
+        write_markdown(md, comparison_markdown(c, command, hardware, context, floor)),
+        plot_memory_comparison(c.points, c.maxima, png),
     ]
 
 

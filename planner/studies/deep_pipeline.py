@@ -199,14 +199,17 @@ def _deep_reading(rows: pd.DataFrame) -> str:
     return text
 
 
+DEEP_PIPELINE_FILES = ("deep_pipeline.csv", "deep_pipeline.md", "deep_pipeline.png")
+
+
 def write_deep_pipeline(d: DeepPipeline, out: str | Path, command: str) -> list[Path]:
     """deep_pipeline.csv (every point, both modes' columns), .md, .png into `out`."""
     from planner.render.plots import plot_deep_pipeline
     from planner.runs.sweep import write_table
 
-    out = Path(out)
+    csv, md, png = (Path(out) / name for name in DEEP_PIPELINE_FILES)
     return [
-        write_table(d.points, out / "deep_pipeline.csv"),
-        write_markdown(out / "deep_pipeline.md", deep_pipeline_markdown(d, command)),
-        plot_deep_pipeline(d.points, d.summary, out / "deep_pipeline.png"),
+        write_table(d.points, csv),
+        write_markdown(md, deep_pipeline_markdown(d, command)),
+        plot_deep_pipeline(d.points, d.summary, png),
     ]

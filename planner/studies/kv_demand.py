@@ -42,6 +42,10 @@ KV_COLUMNS = ("model", "memory", "users", "stages", "tokens_per_s_per_user", "kv
 def kv_demand(tables: Sequence[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per feasible plan of the given sweep tables: KV demand per byte stored against the bandwidth /
     capacity ratio of the tier holding it. Returns (plans, technologies)."""
+    if not tables:
+        raise PlannerInputError(
+            "--from", ["no table given; name sweep tables (CSV or Parquet), separated by commas"]
+        )
     frames = []
     for path in tables:
         path = Path(path)
