@@ -126,6 +126,31 @@ def capacity(instance: str | Path | InstanceSpec, cache: str | Path | None = Non
     return max_users(spec, cache=cache, progress=progress)
 
 
+def size_memory(instance: str | Path | InstanceSpec, like: str = "novel-kv-dram", **options):
+    """The smallest KV memory (capacity and bandwidth per die) that serves an instance's users at its
+    floor (see planner.studies.memory_design): a MemorySize (.summary() has the --json keys)."""
+    from planner.studies.memory_design import size_memory as _size_memory
+
+    spec = instance if isinstance(instance, InstanceSpec) else load_instance(instance)
+    return _size_memory(spec, like=like, **options)
+
+
+def memory_space(
+    instances: str | Path | InstanceSpec | Sequence[str | Path | InstanceSpec],
+    floors: Sequence[float],
+    **options,
+):
+    """Max users and J/token over a grid of KV-memory capacity x bandwidth per die, per speed floor, for
+    each instance (its users are the reference users; see planner.studies.memory_design): a MemorySpace
+    (.points, .catalog, .crossings)."""
+    from planner.studies.memory_design import run_memory_space
+
+    many = instances if isinstance(instances, (list, tuple)) else [instances]
+    specs = [i if isinstance(i, InstanceSpec) else load_instance(i) for i in many]
+    options.setdefault("reference_users", specs[0].workload.users)
+    return run_memory_space(specs, list(floors), **options)
+
+
 def compare(
     models: str | Sequence[str],
     hardware: str,
@@ -216,7 +241,8 @@ def list_hardware() -> list[dict]:
 
 def list_memory() -> list[dict]:
     """The memory technologies (instances/memory/): capacity, bandwidth and energy per device and per
-    reticle die (planner.studies.kv_demand.memory_ratios), devices per die, and each figure's source."""
+    reticle die (planner.studies.kv_demand.memory_ratios), devices per die, standby W per device and $ per
+    GB where sourced (None otherwise), and each figure's source."""
     from planner.hardware.catalog import load_memory_tech, memory_tech_names
     from planner.studies.kv_demand import memory_ratios
 
@@ -229,6 +255,8 @@ def list_memory() -> list[dict]:
                 "name": name,
                 **figures.loc[name].to_dict(),
                 "devices_per_reticle_die": t.devices_per_reticle_die,
+                "standby_w_per_device": t.standby_power_per_device,
+                "cost_per_gb_usd": t.cost_per_gb_usd,
                 "sources": dict(t.sources),
             }
         )

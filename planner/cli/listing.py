@@ -118,6 +118,8 @@ def list_memory_command(json_out: o.JsonFlag = False) -> None:
             Column("pj_per_bit", "pJ/bit"),
             Column("devices_per_reticle_die", "devices\nper die"),
             Column("bw_per_capacity_per_s", "bandwidth /\ncapacity 1/s"),
+            Column("standby_w_per_device", "standby\nW"),
+            Column("cost_per_gb_usd", "$/GB"),
         ],
         rows,
         (
@@ -126,7 +128,14 @@ def list_memory_command(json_out: o.JsonFlag = False) -> None:
                 (f"{r['name']} {k}", v)
                 for r in rows
                 for k, v in r["sources"].items()
-                if k in ("capacity_per_device", "bandwidth_per_device", "energy")
+                if k
+                in (
+                    "capacity_per_device",
+                    "bandwidth_per_device",
+                    "energy",
+                    "standby_power_per_device",
+                    "cost_per_gb_usd",
+                )
             ],
         ),
     )

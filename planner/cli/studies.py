@@ -26,6 +26,7 @@ from planner.cli.base import (
     records,
 )
 from planner.cli.progress import ProgressReport
+from planner.core.errors import PlannerInputError
 from planner.core.fileio import check_output
 
 # ---------------------------------------------------------------------------------------------- capacity, compare, sweep, studies
@@ -401,3 +402,313 @@ def study_kv_demand(
         summary.to_dict(orient="records"),
     )
     console.print(f"wrote {path}")
+
+
+# ---------------------------------------------------------------------------------------------- the KV memory
+
+Like = Annotated[
+    str,
+    o.option(
+        "--like",
+        metavar="MEMORY",
+        help="catalog technology whose pJ/bit, standby W/GB and $/GB a designed KV memory takes",
+    ),
+]
+Energy = Annotated[
+    str | None,
+    o.option(
+        "--energy", metavar="PJ/BIT[,PJ/BIT]", help="energy per bit of the KV memory (default: --like's)"
+    ),
+]
+
+
+def _energies(text: str | None) -> list[float | None]:
+    """'1.2,2.5' or '1.2 pJ/bit' -> [1.2, 2.5] pJ/bit; None -> [None] (the --like technology's)."""
+    if text is None:
+        return [None]
+    from planner.core.units import parse_quantity
+
+    values = []
+    for item in (t for t in text.split(",") if t.strip()):
+        try:
+            value = (
+                float(item)
+                if item.strip().replace(".", "", 1).isdigit()
+                else parse_quantity(item, "pj_per_bit")
+            )
+        except ValueError as exc:
+            raise PlannerInputError(
+                "--energy", [f"{exc} (give pJ/bit such as 1.2 or '1.2 pJ/bit')"]
+            ) from None
+        if not 0 < value <= 1000:
+            raise PlannerInputError("--energy", [f"{item!r}: expected 0 < pJ/bit <= 1000"])
+        values.append(value)
+    if not values:
+        raise PlannerInputError("--energy", [f"{text!r}: expected pJ/bit values such as 1.2,2.5"])
+    return values
+
+
+def _floors(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise PlannerInputError(
+            "--min-tokens-per-s", [f"{text!r}: expected tokens/s values such as 20,50,200"]
+        ) from None
+    if not values or any(not 0 < v <= 1e6 for v in values):
+        raise PlannerInputError(
+            "--min-tokens-per-s", [f"{text!r}: expected values in (0, 1e6] such as 20,50,200"]
+        )
+    return values
+
+
+@app.command("size-memory")
+@handle_errors
+def size_memory_command(
+    model: o.Model,
+    hardware: o.Hardware,
+    users: o.Users,
+    context: o.Context,
+    min_tokens_per_s: o.MinTokensPerS,
+    energy: Annotated[
+        float | None,
+        o.option("--energy", metavar="PJ/BIT", min=0.0, help="KV memory pJ/bit (default: --like's)"),
+    ] = None,
+    like: Like = "novel-kv-dram",
+    max_groups: o.MaxGroups = 128,
+    chips_per_group: o.ChipsPerGroup = None,
+    max_chip_power: o.MaxChipPower = None,
+    tolerance: Annotated[
+        float,
+        o.option(
+            "--tolerance",
+            metavar="REL",
+            help="relative tolerance of each axis (feasible at the size, not below)",
+        ),
+    ] = 0.01,
+    weight_dtype: o.WeightDtype = "bf16",
+    kv_dtype: o.KvDtype = "bf16",
+    cache: o.OptionalCacheDir = None,
+    json_out: o.JsonFlag = False,
+    quiet: o.Quiet = False,
+) -> None:
+    """The smallest KV memory per die (capacity, then bandwidth) that serves USERS at the floor.
+
+    Geometric bisection on each axis with the solver as the oracle (feasibility is monotone in capacity and
+    in bandwidth): the size is feasible, size / (1 + tolerance) is not, and the limit binding there is shown."""
+    check_output(cache, "--cache", directory=True)
+    from planner.api import size_memory
+    from planner.problem.instance import spec_from_flags
+
+    spec = spec_from_flags(
+        model=model,
+        hardware=hardware,
+        chips_per_group=parse_group_sizes(chips_per_group),
+        max_groups=max_groups,
+        max_chip_power=max_chip_power,
+        users=users,
+        context=context,
+        min_tokens_per_s=min_tokens_per_s,
+        weight_dtype=weight_dtype,
+        kv_dtype=kv_dtype,
+    )
+    with ProgressReport(f"size-memory {model} on {hardware}", quiet=quiet) as progress:
+
+        def probe(axis: str, value: float, feasible: bool) -> None:
+            unit = "GB" if axis == "capacity" else "TB/s"  # the bandwidth axis and its floor
+            scale = 1e9 if axis == "capacity" else 1e12
+            progress.advance(f"{axis} {value / scale:.4g} {unit}: {'feasible' if feasible else 'infeasible'}")
+
+        size = size_memory(
+            spec, like=like, energy_pj_per_bit=energy, tolerance=tolerance, cache=cache, progress=probe
+        )
+    facts = size.summary()
+    if json_out:
+        print_json(facts)
+        return
+    console.print(
+        f"[bold]{escape(model)} on {escape(hardware)}[/]: {users:,} users, context {context:,}, "
+        f"floor {min_tokens_per_s:g} tokens/s/user, up to {max_groups} groups; KV memory like {escape(like)}",
+        highlight=False,
+    )
+    c, b = facts["capacity_per_die_bytes"], facts["bandwidth_per_die_bytes_per_s"]
+    console.print(
+        f"[bold]capacity {c / 1e9:.4g} GB per die[/] (below {facts['below_capacity_bytes'] / 1e9 if facts['below_capacity_bytes'] else 0:.4g} GB: "
+        f"{escape(str(facts['binding_capacity']))})",
+        highlight=False,
+    )
+    console.print(
+        f"[bold]bandwidth {b / 1e12:.4g} TB/s per die[/] (below {facts['below_bandwidth_bytes_per_s'] / 1e12 if facts['below_bandwidth_bytes_per_s'] else 0:.4g} TB/s: "
+        f"{escape(str(facts['binding_bandwidth']))})",
+        highlight=False,
+    )
+    console.print(
+        f"bandwidth floor {facts['bandwidth_floor_per_die_bytes_per_s'] / 1e12:.4g} TB/s per die (the least "
+        f"with {16 * c / 1e9:.4g} GB per die, 16x the capacity)",
+        highlight=False,
+    )
+    console.print(
+        f"at that size: {facts['joules_per_token']:.4g} J/token, {facts['dies']:,} dies ({facts['chips']:,} chips, "
+        f"S={facts['stages']}), {facts['tokens_per_s_per_user']:.4g} tokens/s/user",
+        highlight=False,
+    )
+    console.print(
+        f"balance: bandwidth / capacity {facts['balance_per_s']:.4g} /s against demand r = {facts['demand_per_s']:.4g} /s "
+        f"(r / f = {facts['balance_line_per_s']:.4g} /s at f = {facts['achievable_kv_fraction']:g})",
+        highlight=False,
+    )
+    console.print(
+        f"closed forms (all {size.closed_forms['dies']:,.0f} dies, KV only): {facts['closed_form_capacity_per_die_bytes'] / 1e9:.4g} GB, "
+        f"{facts['closed_form_bandwidth_per_die_bytes_per_s'] / 1e12:.4g} TB/s per die; "
+        f"{facts['solves']} solves, tolerance {facts['tolerance']:g}",
+        highlight=False,
+    )
+    for axis in ("capacity", "bandwidth"):
+        text = facts[f"explanation_{axis}"]
+        if text:
+            console.print(f"just below on {axis}: {escape(text)}", highlight=False, soft_wrap=True)
+
+
+@study_app.command("memory-space")
+@handle_errors
+def study_memory_space(
+    model: o.Models,
+    hardware: o.Hardware,
+    context: o.Context,
+    min_tokens_per_s: Annotated[
+        str,
+        o.option(
+            "--min-tokens-per-s", metavar="TOKENS/S[,TOKENS/S]", help="per-user speed floors, e.g. 20,50,200"
+        ),
+    ],
+    energy: Energy = None,
+    like: Like = "novel-kv-dram",
+    baseline: Annotated[
+        str, o.option("--baseline", metavar="MEMORY", help="catalog technology --like is matched against")
+    ] = "hbm4",
+    reference_users: Annotated[
+        int, o.option("--reference-users", metavar="N", min=1, help="users at which J/token is compared")
+    ] = 4096,
+    capacities: Annotated[
+        str | None,
+        o.option(
+            "--capacities", metavar="GB[,GB]", help="capacities per die in GB (default 0.25,2,16,128,1024)"
+        ),
+    ] = None,
+    bandwidths: Annotated[
+        str | None,
+        o.option(
+            "--bandwidths",
+            metavar="TB/S[,TB/S]",
+            help="bandwidths per die in TB/s (default 0.8,6.4,51.2)",
+        ),
+    ] = None,
+    max_groups: o.MaxGroups = 128,
+    chips_per_group: o.ChipsPerGroup = None,
+    no_crossings: Annotated[
+        bool, o.flag("--no-crossings", help="skip the --like vs --baseline search")
+    ] = False,
+    out: Annotated[
+        Path,
+        o.option(
+            "--out",
+            metavar="DIR",
+            help="write memory_space.{csv,md,png} and memory_space_vs_baseline.csv here",
+        ),
+    ] = Path("results"),
+    workers: o.Workers = None,
+    dask: Annotated[
+        str | None,
+        o.option("--dask", metavar="ADDRESS", help="run the points on this dask.distributed scheduler"),
+    ] = None,
+    cache: o.CacheDir = DEFAULT_CACHE,
+    quiet: o.Quiet = False,
+) -> None:
+    """Max users (exact) and J/token over a log grid of KV-memory capacity x bandwidth per die, per speed
+    floor and pJ/bit, with the catalog's technologies marked and the balance line drawn; then the capacity
+    per die at which --like serves --baseline's max users."""
+    import time
+
+    from planner.studies.memory_design import MEMORY_SPACE_FILES, SPACE_BANDWIDTHS, SPACE_CAPACITIES
+
+    check_output(out, "--out", directory=True, files=MEMORY_SPACE_FILES)
+    check_output(cache, "--cache", directory=True)
+    from planner.api import memory_space
+    from planner.problem.instance import spec_from_flags
+    from planner.studies.memory_design import write_memory_space
+
+    floors = _floors(min_tokens_per_s)
+    caps = (
+        SPACE_CAPACITIES if capacities is None else [v * 1e9 for v in _positive(capacities, "--capacities")]
+    )
+    bws = (
+        SPACE_BANDWIDTHS if bandwidths is None else [v * 1e12 for v in _positive(bandwidths, "--bandwidths")]
+    )
+    energies = _energies(energy)
+    bases = [
+        spec_from_flags(
+            model=m,
+            hardware=hardware,
+            chips_per_group=parse_group_sizes(chips_per_group),
+            max_groups=max_groups,
+            users=reference_users,
+            context=context,
+            min_tokens_per_s=floors[0],
+        )
+        for m in (parse_names(model) or [])
+    ]
+    total = len(bases) * len(floors) * (len(energies) * len(caps) * len(bws) + (0 if no_crossings else 1))
+    started = time.monotonic()
+    with ProgressReport("memory space", total, quiet) as progress:
+        space = memory_space(
+            bases,
+            floors,
+            capacities=caps,
+            bandwidths=bws,
+            energies=energies,
+            like=like,
+            baseline=baseline,
+            reference_users=reference_users,
+            crossings=not no_crossings,
+            cache=cache,
+            workers=workers,
+            scheduler=dask,
+            progress=progress.advance,
+        )
+    paths = write_memory_space(space, out, _command_line(), time.monotonic() - started)
+    print_table(
+        "catalog per die",
+        [
+            ("memory", "memory"),
+            ("capacity_per_die_gb", "GB/die"),
+            ("bandwidth_per_die_tb_per_s", "TB/s/die"),
+            ("balance_per_s", "B/C 1/s"),
+            ("energy_pj_per_bit", "pJ/bit"),
+        ],
+        records(space.catalog),
+    )
+    if len(space.crossings):
+        print_table(
+            f"{like} against {baseline}",
+            [
+                ("model", "model"),
+                ("min_tokens_per_s", "tok/s/user"),
+                (f"{baseline}_max_users", f"{baseline} users"),
+                (f"{like}_max_users", f"{like} users"),
+                ("crossing_capacity_per_die_gb", "GB/die to match"),
+                ("crossing_joules_per_token", "J/token there"),
+                (f"{baseline}_joules_per_token", f"{baseline} J/token"),
+            ],
+            records(space.crossings),
+        )
+    console.print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def _positive(text: str, flag: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise PlannerInputError(flag, [f"{text!r}: expected positive numbers separated by commas"]) from None
+    if not values or any(not 0 < v < 1e6 for v in values):
+        raise PlannerInputError(flag, [f"{text!r}: expected numbers in (0, 1e6) separated by commas"])
+    return sorted(set(values))

@@ -90,6 +90,11 @@ class ChipSpec(_Strict):
     peak_flops: dict[str, FlopsPerSecond]
     energy_per_flop: PicojoulesPerFlop = Field(gt=0)
     static_power: Watts = Field(gt=0)
+    static_power_includes_memory: bool = Field(
+        default=False,
+        description="true where static_power was measured for the whole device, its memories' standby "
+        "included (a GPU at idle): the tiers' standby_power_per_device is then not added again",
+    )
     tdp: Watts | None = Field(default=None, gt=0)
     data_path_energy: PicojoulesPerBit = Field(
         ge=0,
@@ -355,38 +360,54 @@ def _tier(spec: TierSpec, tech: MemoryTechSpec, chip: ChipSpec) -> MemoryTier:
         device_pj_per_bit=tech.energy,
         path_pj_per_bit=chip.data_path_energy if spec.path_energy is None else spec.path_energy,
         on_chip=tech.kind == "on-chip",
-        standby_w=devices * (tech.standby_power_per_device or 0.0),
+        standby_w=0.0
+        if chip.static_power_includes_memory
+        else devices * (tech.standby_power_per_device or 0.0),
         cost_usd=None if tech.cost_per_gb_usd is None else capacity / 1e9 * tech.cost_per_gb_usd,
     )
 
 
-def _tier_specs(spec: HardwareSpec, path: Path, kv_memory: str | None) -> list[TierSpec]:
+KvMemory = str | MemoryTechSpec | None  # a catalog name, a path, or a technology given inline
+
+
+def _tier_specs(spec: HardwareSpec, path: Path, kv_memory: KvMemory) -> list[TierSpec]:
     """The hardware's tiers with `kv_memory` (if given) as the technology of its KV tier. A `tech:` path in
-    the hardware file is taken relative to that file's folder (as an instance's model and hardware are)."""
+    the hardware file is taken relative to that file's folder (as an instance's model and hardware are).
+    An inline technology's tier names it by its `name` (see _tech_of)."""
     tier_specs = [t.model_copy(update={"tech": relative_to_file(t.tech, path.parent)}) for t in spec.memory]
     if kv_memory is not None:
+        label = kv_memory.name if isinstance(kv_memory, MemoryTechSpec) else str(kv_memory)
         if spec.kv_memory_tier is None:
             raise PlannerInputError(
                 path,
-                [f"kv_memory_tier: not set, so --kv-memory {kv_memory} cannot be applied to this hardware"],
+                [f"kv_memory_tier: not set, so --kv-memory {label} cannot be applied to this hardware"],
             )
-        new_tech = load_memory_tech(kv_memory)
+        new_tech = kv_memory if isinstance(kv_memory, MemoryTechSpec) else load_memory_tech(kv_memory)
         # the tier names the technology as given (a shipped name or a path), not by its `name` field
         if new_tech.kind == "on-chip":
             del tier_specs[spec.kv_memory_tier]
             if not tier_specs:
-                tier_specs = [TierSpec(tech=str(kv_memory))]
+                tier_specs = [TierSpec(tech=label)]
         else:
-            tier_specs[spec.kv_memory_tier] = TierSpec(tech=str(kv_memory))
+            tier_specs[spec.kv_memory_tier] = TierSpec(tech=label)
     return tier_specs
 
 
-def hardware_files(name_or_path: str | Path, kv_memory: str | None = None) -> list[Path]:
+def _tech_of(tier: TierSpec, kv_memory: KvMemory) -> MemoryTechSpec:
+    """The technology of a tier: the inline KV memory if the tier names it, else its file."""
+    if isinstance(kv_memory, MemoryTechSpec) and tier.tech == kv_memory.name:
+        return kv_memory
+    return load_memory_tech(tier.tech)
+
+
+def hardware_files(name_or_path: str | Path, kv_memory: KvMemory = None) -> list[Path]:
     """Every file a resolved hardware is read from: the hardware file and each memory technology file of
-    its tiers (shipped or given by path), in tier order."""
+    its tiers (shipped or given by path), in tier order. An inline KV memory has no file (the instance
+    holds its figures)."""
     path = hardware_path(name_or_path)
     spec: HardwareSpec = _validated(HardwareSpec, path)
-    return [path] + [memory_tech_path(t.tech) for t in _tier_specs(spec, path, kv_memory)]
+    inline = kv_memory.name if isinstance(kv_memory, MemoryTechSpec) else None
+    return [path] + [memory_tech_path(t.tech) for t in _tier_specs(spec, path, kv_memory) if t.tech != inline]
 
 
 def load_hardware_spec(name_or_path: str | Path) -> HardwareSpec:
@@ -394,7 +415,7 @@ def load_hardware_spec(name_or_path: str | Path) -> HardwareSpec:
     return _validated(HardwareSpec, hardware_path(name_or_path))
 
 
-def load_hardware(name_or_path: str | Path, kv_memory: str | None = None) -> Hardware:
+def load_hardware(name_or_path: str | Path, kv_memory: KvMemory = None) -> Hardware:
     """Read instances/hardware/NAME.yaml (or a path); `kv_memory` swaps the technology of its KV tier.
 
     With kv_memory an on-chip technology (sram), the off-chip tier is dropped: everything lives in SRAM.
@@ -405,7 +426,7 @@ def load_hardware(name_or_path: str | Path, kv_memory: str | None = None) -> Har
     problems, tiers = [], []
     for i, t in enumerate(tier_specs):
         try:
-            tiers.append(_tier(t, load_memory_tech(t.tech), spec.chip))
+            tiers.append(_tier(t, _tech_of(t, kv_memory), spec.chip))
         except PlannerInputError as exc:
             problems += [f"memory.{i}.tech: {exc.source}: {p}" for p in exc.problems]
     if len({t.name for t in tiers}) != len(tiers):
@@ -448,7 +469,7 @@ def load_hardware(name_or_path: str | Path, kv_memory: str | None = None) -> Har
         a2e_link=link(spec.a2e_link),
         tdp_w=chip.tdp,
         kv_path_pj_per_bit=spec.chip.kv_data_path_energy,
-        kv_memory=kv_memory,
+        kv_memory=kv_memory.name if isinstance(kv_memory, MemoryTechSpec) else kv_memory,
     )
 
 

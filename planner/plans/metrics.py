@@ -61,6 +61,9 @@ CASE_COLUMNS = (  # the columns case_row adds, in table order
     "kv_tier_bw_per_capacity",
     "kv_tier_fill",
     "kv_tier_bw_use",
+    "standby_w",
+    "memory_usd",
+    "memory_usd_per_user",
     "one_mb_token_ms",
     "one_mb_tokens_per_s_per_user",
     "one_mb_joules_per_token",
@@ -200,7 +203,12 @@ def case_row(problem: Problem, plan: Plan) -> dict[str, Any]:
         "kv_tier_bw_per_capacity": tier.bw_bytes_per_s / tier.capacity_bytes,
         "kv_tier_fill": sum(g.resident_bytes[tier.name] for g in cost.groups) / (tier.capacity_bytes * chips),
         "kv_tier_bw_use": kv.tier_bytes_per_s[tier.name] / (tier.bw_bytes_per_s * chips),
+        "standby_w": chips * sum(t.standby_w for t in hw.tiers),
     }
+    costs = [t.cost_usd for t in hw.tiers if not t.on_chip]  # off-chip memory priced where sourced
+    memory_usd = chips * sum(costs) if costs and None not in costs else None
+    row["memory_usd"] = memory_usd
+    row["memory_usd_per_user"] = None if memory_usd is None else memory_usd / problem.users
     one = one_micro_batch_cost(problem, plan)
     row |= {
         "one_mb_token_ms": one.token_s * 1e3,

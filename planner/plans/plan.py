@@ -163,7 +163,7 @@ def _same_file(field: str, a: Any, b: Any) -> bool:
     from planner.model.config import resolve_config_path
 
     find = {"model": resolve_config_path, "hardware": hardware_path, "kv_memory": memory_tech_path}.get(field)
-    if find is None or a is None or b is None:
+    if find is None or not isinstance(a, str) or not isinstance(b, str):
         return False
     try:
         return find(a).resolve() == find(b).resolve()

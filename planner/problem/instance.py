@@ -4,7 +4,8 @@ An instance file (instances/*.yaml):
 
     model: llama-3.1-70b            # graphs/ name or path to an HF config.json
     hardware: sram-pipeline         # instances/hardware/ name or path
-    kv_memory: novel-kv-dram        # optional: technology of the hardware's KV tier
+    kv_memory: novel-kv-dram        # optional: technology of the hardware's KV tier (name, path, or inline
+                                    #   {name, kind, capacity_per_device, bandwidth_per_device, energy, ...})
     chips_per_group: 8              # optional: default from the hardware; a list [1, 2, 4, 8]: pick the best
     max_groups: 64                  # the largest number of groups (stages) allowed
     tiers: [sram, novel-kv-dram]    # optional: tiers each group may use (default: all of the hardware's)
@@ -30,6 +31,7 @@ from planner.core.errors import PlannerInputError, bounded_repr, problems_from_v
 from planner.core.fileio import read_mapping, relative_to_file
 from planner.core.schema import Strict as _Strict
 from planner.core.units import DTYPE_BYTES, Bytes, Seconds, Watts
+from planner.hardware.catalog import MemoryTechSpec
 from planner.model.split import KINDS
 
 
@@ -86,7 +88,10 @@ class InstanceSpec(_Strict):
     name: str = ""
     model: str
     hardware: str
-    kv_memory: str | None = None
+    kv_memory: str | MemoryTechSpec | None = Field(
+        default=None,
+        description="technology of the hardware's KV tier: a catalog name, a path, or the figures inline",
+    )
     chips_per_group: int | list[int] | None = Field(
         default=None, description="chips per group, or a list of group sizes to choose from"
     )
@@ -133,6 +138,12 @@ class InstanceSpec(_Strict):
         return self
 
     @property
+    def kv_memory_name(self) -> str:
+        """The KV memory as tables show it: the name or path given, an inline technology's name, or ''."""
+        m = self.kv_memory
+        return m.name if isinstance(m, MemoryTechSpec) else (m or "")
+
+    @property
     def group_sizes(self) -> list[int | None]:
         """The chips-per-group values to try (None: the hardware's own)."""
         v = self.chips_per_group
@@ -154,7 +165,7 @@ def load_instance(path: str | Path) -> InstanceSpec:
         raise PlannerInputError(path, problems_from_validation(exc)) from None
     fields = {"model": spec.model, "hardware": spec.hardware, "kv_memory": spec.kv_memory}
     return spec.model_copy(
-        update={k: relative_to_file(v, path.parent) for k, v in fields.items() if v is not None}
+        update={k: relative_to_file(v, path.parent) for k, v in fields.items() if isinstance(v, str)}
     )
 
 

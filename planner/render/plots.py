@@ -319,3 +319,91 @@ def plot_deep_pipeline(points: pd.DataFrame, summary: pd.DataFrame, path: str | 
         ax.grid(True, which="both", lw=0.3)
         ax.legend(fontsize=7, ncol=2)
     return save_figure(fig, path)
+
+
+def _log_edges(centres):
+    """Cell edges halfway (in log space) between log-spaced cell centres."""
+    import numpy as np
+
+    logs = np.log(np.asarray(centres, float))
+    step = np.diff(logs) if len(logs) > 1 else np.array([1.0])
+    return np.exp(np.concatenate([[logs[0] - step[0] / 2], logs[:-1] + step / 2, [logs[-1] + step[-1] / 2]]))
+
+
+def plot_memory_space(space, path: str | Path) -> Path:
+    """Heat maps of max users (log colour, exact values printed) over KV-memory capacity x bandwidth per
+    die: one row per model and pJ/bit, one column per speed floor. Catalog technologies are marked at
+    their per-die figures; the dashed line is the balance line bandwidth = r x capacity / f."""
+    import numpy as np
+    from matplotlib.colors import LogNorm
+
+    from planner.hardware.catalog import load_hardware_spec
+
+    points, catalog = space.points, space.catalog
+    panels = list(dict.fromkeys(zip(points["model"], points["energy_pj_per_bit"])))
+    floors = list(dict.fromkeys(points["min_tokens_per_s"]))
+    fig, axes = plt.subplots(
+        len(panels), len(floors), figsize=(5.2 * len(floors), 4.4 * len(panels)), squeeze=False
+    )
+    top = max(1, int(points["max_users"].max()))
+    norm = LogNorm(vmin=1, vmax=top)
+    image = None
+    for r, (model, energy) in enumerate(panels):
+        for c, floor in enumerate(floors):
+            ax = axes[r][c]
+            frame = points[
+                (points["model"] == model)
+                & (points["energy_pj_per_bit"] == energy)
+                & (points["min_tokens_per_s"] == floor)
+            ]
+            wide = frame.pivot_table(
+                index="capacity_per_die_gb", columns="bandwidth_per_die_tb_per_s", values="max_users"
+            )
+            caps, bws = wide.index.to_numpy(float), wide.columns.to_numpy(float)
+            values = np.where(wide.to_numpy(float) > 0, wide.to_numpy(float), np.nan)
+            image = ax.pcolormesh(
+                _log_edges(caps), _log_edges(bws), values.T, norm=norm, cmap="viridis", shading="flat"
+            )
+            for i, cap in enumerate(caps):
+                for j, bw in enumerate(bws):
+                    v = wide.iloc[i, j]
+                    ax.text(
+                        cap,
+                        bw,
+                        f"{int(v):,}" if v == v else "",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if v == v and v < top**0.5 else "black",
+                    )
+            fraction = load_hardware_spec(frame["hardware"].iloc[0]).achievable.kv_bandwidth
+            line = np.array([caps[0] / 2, caps[-1] * 2])
+            ax.plot(line, line * 1e9 * floor / fraction / 1e12, "w--", lw=1, label="balance: B = r C / f")
+            for t in catalog.itertuples():
+                ax.plot(
+                    t.capacity_per_die_gb,
+                    t.bandwidth_per_die_tb_per_s,
+                    marker="o",
+                    ms=5,
+                    mfc="red",
+                    mec="white",
+                    ls="none",
+                )
+                ax.annotate(
+                    t.memory,
+                    (t.capacity_per_die_gb, t.bandwidth_per_die_tb_per_s),
+                    fontsize=6,
+                    color="red",
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                )
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlim(_log_edges(caps)[0], _log_edges(caps)[-1])
+            ax.set_ylim(_log_edges(bws)[0], _log_edges(bws)[-1])
+            ax.set_xlabel("KV capacity per die (GB)")
+            ax.set_ylabel("KV bandwidth per die (TB/s)")
+            ax.set_title(f"{model}, {floor:g} tokens/s/user, {energy:g} pJ/bit: max users", fontsize=9)
+            ax.legend(fontsize=6, loc="lower right")
+    fig.colorbar(image, ax=axes, shrink=0.8, label="max users (exact)")
+    return save_figure(fig, path)

@@ -69,7 +69,7 @@ def key_row(spec: InstanceSpec) -> dict[str, Any]:
     return {
         "model": spec.model,
         "hardware": spec.hardware,
-        "memory": spec.kv_memory or "",
+        "memory": spec.kv_memory_name,
         "chips_per_group": (
             ",".join(map(str, spec.chips_per_group))
             if isinstance(spec.chips_per_group, list)
@@ -199,7 +199,7 @@ class Cache:
 CACHED_STATUSES = ("optimal", "time_limit", "infeasible")  # the rows Cache.put keeps (not "error")
 _TEXT_COLUMNS = ("status", "binding", "explanation", "tiers", "kv_tier")
 _FLAG_COLUMNS = ("proven", "one_mb_meets_floor", "explained")
-_OPTIONAL_COLUMNS = ("gap",)  # a number or None
+_OPTIONAL_COLUMNS = ("gap", "memory_usd", "memory_usd_per_user")  # a number or None
 
 
 def _is_number(value: Any) -> bool:

@@ -162,7 +162,7 @@ def check_names(cases: Sequence[InstanceSpec], source: str) -> None:
         key = (
             spec.model,
             spec.hardware,
-            spec.kv_memory,
+            spec.kv_memory_name,
             str(spec.chips_per_group),
             spec.workload.weight_dtype,
         )

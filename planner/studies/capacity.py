@@ -91,9 +91,9 @@ class CapacityResult:
 def search_max_users(oracle: Oracle, start: int = 1, limit: int = MAX_USERS) -> CapacityResult:
     """Galloping search from a guess `start`, then bisection, on a monotone feasibility oracle.
 
-    From start = 1 it probes 1, 2, 4, 8, ...; from a good guess (the capacity bound, say) it steps
-    1, 2, 4, ... users up or down from it. Either way about 2 log2(distance) oracle calls; each U at most
-    once. The answer comes with the solves at U* (feasible) and U* + 1 (infeasible).
+    From start = 1 it probes 1, 2, 4, 8, ...; from a guess (the capacity bound, say) it steps s, 2s, 4s,
+    ... users up or down from it, s = guess / 128 (a bound is usually within a few percent). Either way at
+    most about 2 log2(distance) oracle calls; each U at most once. The answer comes with the solves at U* (feasible) and U* + 1 (infeasible).
     """
     seen: dict[int, CaseResult] = {}
     order: list[tuple[int, bool]] = []
@@ -105,7 +105,7 @@ def search_max_users(oracle: Oracle, start: int = 1, limit: int = MAX_USERS) -> 
         return seen[users].feasible
 
     guess = max(1, min(start, limit))
-    step = 1
+    step = max(1, guess // 128)  # a good guess (the bound) is within a few percent: reach it in a few probes
     if feasible(guess):  # walk up: lo feasible, hi the first infeasible found (None: feasible at limit)
         lo, hi = guess, None
         while lo < limit:
@@ -159,7 +159,7 @@ def spec_with_users(spec: InstanceSpec, users: int) -> InstanceSpec:
 
 def max_users(
     spec: InstanceSpec,
-    cache: str | Path | None = None,
+    cache: str | Path | Cache | None = None,
     start: int | None = None,
     progress: Callable[[int, CaseResult], None] | None = None,
 ) -> CapacityResult:
@@ -168,9 +168,9 @@ def max_users(
     The search starts at `start`, by default the capacity bound (capacity_bound_users), which is U*
     itself or near it when capacity binds.
 
-    `cache` (a directory) keeps every solve, so a repeated or interrupted search costs nothing twice.
+    `cache` (a directory, or a Cache) keeps every solve, so a repeated or interrupted search costs nothing twice.
     """
-    store = Cache(cache) if cache is not None else None
+    store = cache if isinstance(cache, Cache) or cache is None else Cache(cache)
     if start is None:
         start = max(1, capacity_bound_users(spec))
 

@@ -106,6 +106,7 @@ COMPARE_COLUMNS = [
     ("stages", "S"),
     ("chips", "chips"),
     ("joules_per_token", "J/token"),
+    ("memory_usd_per_user", "memory $/user"),
     ("weight_j", "weights J"),
     ("kv_j", "KV J"),
     ("compute_j", "compute J"),
