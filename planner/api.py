@@ -141,13 +141,13 @@ def memory_space(
     **options,
 ):
     """Max users and J/token over a grid of KV-memory capacity x bandwidth per die, per speed floor, for
-    each instance (its users are the reference users; see planner.studies.memory_design): a MemorySpace
+    each instance (users and floor ignored; `reference_users=N` adds J/token at N users; see
+    planner.studies.memory_design): a MemorySpace
     (.points, .catalog, .crossings)."""
     from planner.studies.memory_design import run_memory_space
 
     many = instances if isinstance(instances, (list, tuple)) else [instances]
     specs = [i if isinstance(i, InstanceSpec) else load_instance(i) for i in many]
-    options.setdefault("reference_users", specs[0].workload.users)
     return run_memory_space(specs, list(floors), **options)
 
 

@@ -112,3 +112,16 @@ def test_capacity_cli_json(cli, tmp_path):
     assert result.exit_code == 0, result.output
     facts = json.loads(result.stdout)
     assert {"max_users", "stages", "chips", "joules_per_token", "binding"} <= set(facts)
+
+
+@pytest.mark.parametrize("threshold", [0, 5, 999, 12345, 80000])
+def test_search_to_a_tolerance_brackets_the_answer(threshold):
+    """With a 1% tolerance: feasible at the answer, infeasible at `above`, at most 1% (or 1 user) apart,
+    so the answer is within 1% of the threshold, in fewer calls than the exact search."""
+    calls: list[int] = []
+    result = search_max_users(threshold_oracle(threshold, calls), start=threshold + 500, tolerance=0.01)
+    upper = result.above.spec.workload.users
+    assert result.max_users <= threshold < upper <= result.max_users + max(1, int(0.01 * result.max_users))
+    exact_calls: list[int] = []
+    search_max_users(threshold_oracle(threshold, exact_calls), start=threshold + 500)
+    assert len(calls) <= len(exact_calls)

@@ -587,13 +587,17 @@ def study_memory_space(
         str, o.option("--baseline", metavar="MEMORY", help="catalog technology --like is matched against")
     ] = "hbm4",
     reference_users: Annotated[
-        int, o.option("--reference-users", metavar="N", min=1, help="users at which J/token is compared")
-    ] = 4096,
+        int | None,
+        o.option(
+            "--reference-users",
+            metavar="N",
+            min=1,
+            help="also J/token at N users per point (one solve more each)",
+        ),
+    ] = None,
     capacities: Annotated[
         str | None,
-        o.option(
-            "--capacities", metavar="GB[,GB]", help="capacities per die in GB (default 0.25,2,16,128,1024)"
-        ),
+        o.option("--capacities", metavar="GB[,GB]", help="capacities per die in GB (default 2,16,128,1024)"),
     ] = None,
     bandwidths: Annotated[
         str | None,
@@ -651,7 +655,7 @@ def study_memory_space(
             hardware=hardware,
             chips_per_group=parse_group_sizes(chips_per_group),
             max_groups=max_groups,
-            users=reference_users,
+            users=reference_users or 1,
             context=context,
             min_tokens_per_s=floors[0],
         )

@@ -399,11 +399,16 @@ def plot_memory_space(space, path: str | Path) -> Path:
                 )
             ax.set_xscale("log")
             ax.set_yscale("log")
-            ax.set_xlim(_log_edges(caps)[0], _log_edges(caps)[-1])
-            ax.set_ylim(_log_edges(bws)[0], _log_edges(bws)[-1])
+            cat_c, cat_b = catalog["capacity_per_die_gb"], catalog["bandwidth_per_die_tb_per_s"]
+            ax.set_xlim(
+                min(_log_edges(caps)[0], cat_c.min() / 1.5), max(_log_edges(caps)[-1], cat_c.max() * 1.5)
+            )
+            ax.set_ylim(
+                min(_log_edges(bws)[0], cat_b.min() / 1.5), max(_log_edges(bws)[-1], cat_b.max() * 1.5)
+            )
             ax.set_xlabel("KV capacity per die (GB)")
             ax.set_ylabel("KV bandwidth per die (TB/s)")
             ax.set_title(f"{model}, {floor:g} tokens/s/user, {energy:g} pJ/bit: max users", fontsize=9)
             ax.legend(fontsize=6, loc="lower right")
-    fig.colorbar(image, ax=axes, shrink=0.8, label="max users (exact)")
+    fig.colorbar(image, ax=axes, shrink=0.8, label="max users (to 1%)")
     return save_figure(fig, path)

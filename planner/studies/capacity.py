@@ -88,12 +88,17 @@ class CapacityResult:
         }
 
 
-def search_max_users(oracle: Oracle, start: int = 1, limit: int = MAX_USERS) -> CapacityResult:
+def search_max_users(
+    oracle: Oracle, start: int = 1, limit: int = MAX_USERS, tolerance: float = 0.0
+) -> CapacityResult:
     """Galloping search from a guess `start`, then bisection, on a monotone feasibility oracle.
 
     From start = 1 it probes 1, 2, 4, 8, ...; from a guess (the capacity bound, say) it steps s, 2s, 4s,
     ... users up or down from it, s = guess / 128 (a bound is usually within a few percent). Either way at
-    most about 2 log2(distance) oracle calls; each U at most once. The answer comes with the solves at U* (feasible) and U* + 1 (infeasible).
+    most about 2 log2(distance) oracle calls; each U at most once. The answer comes with the solves at U*
+    (feasible) and U* + 1 (infeasible). With a relative `tolerance` the bisection stops once the
+    infeasible end is within tolerance x U above the feasible one (the answer is then a proven lower
+    bound, `above` the proven upper one).
     """
     seen: dict[int, CaseResult] = {}
     order: list[tuple[int, bool]] = []
@@ -122,7 +127,7 @@ def search_max_users(oracle: Oracle, start: int = 1, limit: int = MAX_USERS) -> 
                 lo = users
                 break
             hi, step = users, 2 * step
-    while hi is not None and hi - lo > 1:
+    while hi is not None and hi - lo > max(1, int(tolerance * lo)):  # tolerance 0: exact
         mid = (lo + hi) // 2
         if feasible(mid):
             lo = mid
@@ -162,8 +167,9 @@ def max_users(
     cache: str | Path | Cache | None = None,
     start: int | None = None,
     progress: Callable[[int, CaseResult], None] | None = None,
+    tolerance: float = 0.0,
 ) -> CapacityResult:
-    """The largest U for which `spec` (its users ignored) has a feasible plan; solver = planner.solve.
+    """The largest U (exact, or to a relative `tolerance`: see search_max_users) for which `spec` (its users ignored) has a feasible plan; solver = planner.solve.
 
     The search starts at `start`, by default the capacity bound (capacity_bound_users), which is U*
     itself or near it when capacity binds.
@@ -180,7 +186,7 @@ def max_users(
             progress(users, result)
         return result
 
-    found = search_max_users(oracle, start=start)
+    found = search_max_users(oracle, start=start, tolerance=tolerance)
     if found.above is not None and not found.above.row.get("explained", True):
         found = dataclasses.replace(found, above=solve_case(found.above.spec, store))
     return found

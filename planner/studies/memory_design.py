@@ -355,12 +355,13 @@ def size_memory(
 
 # ---------------------------------------------------------------------------------------------- memory-space
 
-# the default grid, x8 steps (each point is an exact max-users search, ~15 solves): capacity per die from
-# SRAM-like 0.25 GB to LPDDR-like 1 TB, bandwidth per die from LPDDR-like 0.8 TB/s (4 LPDDR5X packages
-# per die: 0.62 TB/s) to SRAM-like 51 TB/s
-SPACE_CAPACITIES = tuple(0.25e9 * 8**k for k in range(5))  # B per die: 0.25, 2, 16, 128, 1024 GB
+# the default grid, x8 steps (each point is a max-users search to SPACE_TOLERANCE, ~5 solves): capacity
+# per die from 2 GB (8 SRAM dies' worth) to LPDDR-like 1 TB, bandwidth per die from LPDDR-like 0.8 TB/s
+# (4 LPDDR5X packages per die: 0.62 TB/s) to SRAM-like 51 TB/s
+SPACE_CAPACITIES = tuple(2e9 * 8**k for k in range(4))  # B per die: 2, 16, 128, 1024 GB
 SPACE_BANDWIDTHS = tuple(0.8e12 * 8**k for k in range(3))  # B/s per die: 0.8, 6.4, 51.2 TB/s
-REFERENCE_USERS = 4096
+REFERENCE_USERS = None  # J/token at max users only, unless a reference user count is given
+SPACE_TOLERANCE = 0.01  # max users per design point to 1%: feasible at the value, infeasible <= 1% above
 CATALOG_KV_MEMORIES = ("hbm3", "hbm3e", "hbm4", "lpddr5x", "gddr7", "ddr5", "novel-kv-dram")
 
 
@@ -382,8 +383,8 @@ class CacheOnly(Cache):
         pass
 
 
-def point_row(spec: InstanceSpec, found: Any, reference: CaseResult) -> dict[str, Any]:
-    """One design point's table row: max users (exact) and what the plan at max users spends, J/token at
+def point_row(spec: InstanceSpec, found: Any, reference: CaseResult | None) -> dict[str, Any]:
+    """One design point's table row: max users (to SPACE_TOLERANCE) and what the plan at max users spends, J/token at
     the reference users. Units in the names."""
     memory: MemoryTechSpec = spec.kv_memory  # type: ignore[assignment]
     row = found.at_max.row if found.at_max is not None else {}
@@ -394,7 +395,7 @@ def point_row(spec: InstanceSpec, found: Any, reference: CaseResult) -> dict[str
         if memory.cost_per_gb_usd is None
         else dies * memory.capacity_per_device / 1e9 * memory.cost_per_gb_usd
     )
-    ref_ok = reference.feasible
+    ref_ok = reference is not None and reference.feasible
     return {
         "model": spec.model,
         "hardware": spec.hardware,
@@ -404,20 +405,23 @@ def point_row(spec: InstanceSpec, found: Any, reference: CaseResult) -> dict[str
         "bandwidth_per_die_tb_per_s": memory.bandwidth_per_device / 1e12,
         "balance_per_s": memory.bandwidth_per_device / memory.capacity_per_device,
         "max_users": users,
-        "max_users_exact": found.exact,
+        "max_users_infeasible_at": found.above.spec.workload.users if found.above is not None else None,
+        "max_users_proven": found.exact,
         "binding": found.above.row.get("binding", "") if found.above is not None else "search limit",
         "stages": row.get("stages"),
         "chips": row.get("chips"),
         "dies": dies,
         "joules_per_token_at_max": row.get("joules_per_token"),
         "memory_usd_per_user": None if cost is None or users == 0 else cost / users,
-        "reference_users": reference.spec.workload.users,
+        "reference_users": None if reference is None else reference.spec.workload.users,
         "joules_per_token_at_reference": reference.row.get("joules_per_token") if ref_ok else None,
-        "binding_at_reference": "" if ref_ok else reference.row.get("binding", ""),
+        "binding_at_reference": "" if ref_ok or reference is None else reference.row.get("binding", ""),
     }
 
 
-def space_point(spec_data: dict[str, Any], reference_users: int, cache: str | Cache | None) -> dict[str, Any]:
+def space_point(
+    spec_data: dict[str, Any], reference_users: int | None, cache: str | Cache | None
+) -> dict[str, Any]:
     """One design point (a worker's job, plain data in and out): its row and every solve it made (JSON),
     for the parent to cache when the worker cannot (a dask worker on another machine)."""
     from planner.studies.capacity import max_users, spec_with_users
@@ -425,11 +429,15 @@ def space_point(spec_data: dict[str, Any], reference_users: int, cache: str | Ca
     spec = InstanceSpec.model_validate(spec_data)
     store = Cache(cache) if isinstance(cache, str) else cache
     solves: list[CaseResult] = []
-    found = max_users(spec, store, progress=lambda users, result: solves.append(result))
+    found = max_users(
+        spec, store, progress=lambda users, result: solves.append(result), tolerance=SPACE_TOLERANCE
+    )
     if found.above is not None:
         solves.append(found.above)
-    reference = solve_case(spec_with_users(spec, reference_users), store, explain=False)
-    solves.append(reference)
+    reference = None  # J/token at a fixed user count: one more full solve per point, when asked for
+    if reference_users is not None:
+        reference = solve_case(spec_with_users(spec, reference_users), store, explain=False)
+        solves.append(reference)
     return {"row": point_row(spec, found, reference), "solves": [r.to_json() for r in solves]}
 
 
@@ -455,7 +463,7 @@ def space_specs(
 
 def memory_space(
     specs: Sequence[InstanceSpec],
-    reference_users: int = REFERENCE_USERS,
+    reference_users: int | None = REFERENCE_USERS,
     cache: str | Path | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
@@ -617,7 +625,7 @@ def run_memory_space(
     bandwidths: Sequence[float] = SPACE_BANDWIDTHS,
     energies: Sequence[float | None] = (None,),
     like: str = DEFAULT_LIKE,
-    reference_users: int = REFERENCE_USERS,
+    reference_users: int | None = REFERENCE_USERS,
     baseline: str = "hbm4",
     crossings: bool = True,
     cache: str | Path | None = None,
@@ -701,8 +709,9 @@ def memory_space_markdown(space: MemorySpace, command: str, runtime_s: float | N
         "Each point is a KV memory of the given capacity and bandwidth per reticle die (one device per die) "
         "replacing the hardware's KV tier, with the energy per bit, standby power per GB and cost per GB of "
         "the technology it is like (a design assumption: standby and cost scale with capacity). Max users "
-        "is exact (galloping search and bisection, the MILP as oracle: feasible at max, infeasible at "
-        "max+1); J/token at max users and at the reference user count; memory $/user = dies x capacity x "
+        f"is found to {SPACE_TOLERANCE:.0%} (galloping search and bisection, the solver as oracle: feasible "
+        "at the value shown, infeasible at most 1% above it, `max_users_infeasible_at` in the CSV; the "
+        "comparison against the baseline below is exact); J/token at max users and at the reference user count; memory $/user = dies x capacity x "
         "$/GB / max users. The balance line is bandwidth = r x capacity / f with r = the per-user token "
         "rate (a token reads each stored KV byte once) and f the achievable KV bandwidth fraction: above "
         "it a memory is capacity-limited, below it bandwidth-limited.",
@@ -725,18 +734,28 @@ def memory_space_markdown(space: MemorySpace, command: str, runtime_s: float | N
     keys = ["model", "min_tokens_per_s", "energy_pj_per_bit"]
     for (model, floor, energy), points in p.groupby(keys, sort=False):
         fraction = load_hardware_spec(points["hardware"].iloc[0]).achievable.kv_bandwidth
-        ref = int(points["reference_users"].iloc[0])
+        ref = points["reference_users"].iloc[0]
+        at_reference = (
+            []
+            if ref is None or ref != ref
+            else [
+                f"J/token at {int(ref):,} users (blank: infeasible):",
+                "",
+                _table(*_grid(points, "joules_per_token_at_reference", _num(".3g"))),
+                "",
+            ]
+        )
         parts += [
             "",
             f"## {model}, {floor:g} tokens/s/user, {energy:g} pJ/bit",
             "",
             f"Balance line: bandwidth / capacity = {floor:g} / {fraction:g} = {floor / fraction:.3g} per s.",
             "",
-            "Max users (exact):",
+            f"Max users (to {SPACE_TOLERANCE:.0%}):",
             "",
             _table(*_grid(points, "max_users", lambda v: f"{int(v):,}")),
             "",
-            "Limit at max+1:",
+            "Limit just above max users:",
             "",
             _table(*_grid(points, "binding", lambda v: str(v))),
             "",
@@ -744,10 +763,7 @@ def memory_space_markdown(space: MemorySpace, command: str, runtime_s: float | N
             "",
             _table(*_grid(points, "joules_per_token_at_max", _num(".3g"))),
             "",
-            f"J/token at {ref:,} users (blank: infeasible):",
-            "",
-            _table(*_grid(points, "joules_per_token_at_reference", _num(".3g"))),
-            "",
+            *at_reference,
             "Memory $ per user at max users:",
             "",
             _table(*_grid(points, "memory_usd_per_user", _num(",.0f"))),
