@@ -28,7 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("fuzz_worker.py")
-MEMORY_MARGIN_MIB = 2048  # address space a case may add to an imported planner (about 650 MB of it)
+MEMORY_MARGIN_MIB = 4096  # address space a case may add to an imported planner (about 650 MB of it); a
+# valid solve may need 1.2 GB resident (llama-3.1-8b, --max-groups 4096 splits it into small parts), and HiGHS
+# threads reserve address space beyond that: 2 GiB made such a case crash in a 20,000-case run
 DEFAULT_TIMEOUT_S = 30.0
 MAX_LINES = 40
 FAILURES = ("internal error", "hang", "crash", "traceback", "non-finite JSON", "other exit code")
@@ -47,11 +49,18 @@ class Outcome:
     seconds: float
 
 
+CASES_PER_WORKER = 500  # a fresh worker after this many cases: the memory bound is per case, not per run
+
+
 class FuzzWorker:
-    """One long-lived worker process; `run` restarts it after a hang or a crash."""
+    """One long-lived worker process; `run` restarts it after a hang or a crash, and every
+    CASES_PER_WORKER cases (over a 20,000-case run, a single process's caches and heap fragmentation
+    would otherwise eat into the address-space margin each case is given: one MemoryError in such a run
+    was of the worker, not of the case, and did not reproduce)."""
 
     def __init__(self, margin_mib: int = MEMORY_MARGIN_MIB) -> None:
         self.margin_mib = margin_mib
+        self.cases = 0
         self.proc: subprocess.Popen | None = None
         self.log = tempfile.NamedTemporaryFile(prefix="fuzz-worker-", suffix=".log", delete=False)
 
@@ -77,6 +86,14 @@ class FuzzWorker:
         line = self.proc.stdout.readline()
         return json.loads(line) if line else {"crash": self.proc.poll()}
 
+    def _cpu_s(self) -> float:
+        """CPU seconds the worker has used (user + system, /proc/PID/stat; 0 where /proc is absent)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, AttributeError, IndexError):
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.kill()
@@ -91,6 +108,9 @@ class FuzzWorker:
         json_files: Sequence[str | Path] = (),
     ) -> dict:
         """The worker's reply for `planner ARGS` run in `cwd`, or {"hang": seconds} / {"crash": code}."""
+        if self.cases and self.cases % CASES_PER_WORKER == 0:
+            self.stop()
+        self.cases += 1
         if self.proc is None or self.proc.poll() is not None:
             self._start()
         assert self.proc is not None and self.proc.stdin is not None
@@ -105,7 +125,14 @@ class FuzzWorker:
         except BrokenPipeError:
             self.stop()
             return {"crash": "broken pipe"}
+        started = self._cpu_s()
         reply = self._reply(timeout)
+        waited = timeout
+        # the timeout counts the worker's CPU time, not the wall clock (on a loaded machine a case gets a
+        # share of a core): wait on while the case has used less than `timeout` CPU seconds, up to 4x
+        while reply is None and waited < 4 * timeout and self._cpu_s() - started < timeout:
+            reply = self._reply(timeout / 4)
+            waited += timeout / 4
         if reply is None:
             self.stop()
             return {"hang": timeout}

@@ -137,7 +137,9 @@ def test_walk_with_one_and_with_s_micro_batches():
     )
     assert deep.period_s == pytest.approx(3 * max(g.cycle_s for g in deep.groups), rel=1e-12)  # unbalanced
     # idle: 3 chips x (40 W static + 4 HBM3E stacks x 0.4 W standby, instances/*/sram-pipeline and hbm3e)
-    assert one.joules_per_token_by["idle"] == pytest.approx(3 * (40.0 + 4 * 0.4) * one.period_s / 48, rel=1e-12)
+    assert one.joules_per_token_by["idle"] == pytest.approx(
+        3 * (40.0 + 4 * 0.4) * one.period_s / 48, rel=1e-12
+    )
 
 
 def test_capacity_limit_reached_within_5_percent():

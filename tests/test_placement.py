@@ -73,8 +73,11 @@ def random_problem(seed: int, **force) -> tuple[Problem, int]:
             capacity_bytes=per_group * sram_share / cpg,
             bw_bytes_per_s=hbm_bw * rng.uniform(1.2, 20),
         ),
-        dataclasses.replace(
-            BASE.tier("hbm3e"), capacity_bytes=per_group * (1 - sram_share) / cpg, bw_bytes_per_s=hbm_bw
+        dataclasses.replace(  # no standby: the drawn static power below is the chip's whole static power
+            BASE.tier("hbm3e"),
+            capacity_bytes=per_group * (1 - sram_share) / cpg,
+            bw_bytes_per_s=hbm_bw,
+            standby_w=0.0,
         ),
     ]
     if rng.random() < 0.25:
@@ -112,11 +115,10 @@ def random_problem(seed: int, **force) -> tuple[Problem, int]:
     if rng.random() > 0.1:
         floor = min(9e5, 1.0 / (estimate * rng.uniform(0.8, 4.0) + stages * hw.inter_link.latency_s))
     power = force.get("power", rng.random() < 0.4)
-    chip = hw.static_power_w * rng.uniform(1.0, 3.0) if power else "none"
+    static = hw.static_power_per_chip_w  # the chip's and its memories' standby
+    chip = static * rng.uniform(1.0, 3.0) if power else "none"
     budget = (
-        hw.static_power_w * cpg * stages * rng.uniform(1.0, 3.0)
-        if force.get("budget", rng.random() < 0.2)
-        else None
+        static * cpg * stages * rng.uniform(1.0, 3.0) if force.get("budget", rng.random() < 0.2) else None
     )
     in_flight = force.get("in_flight", 1 if rng.random() < 0.15 else None)
     restrict = rng.random()

@@ -167,7 +167,7 @@ def parse_split(text: str | None):
             raise PlannerInputError(
                 "--split",
                 [
-                    f"{item!r}: expected KIND=PARTS, e.g. ffn=4,core=8 (kinds: embed, qkv, core, o, ffn, moe, lm_head)"
+                    f"{bounded_repr(item)}: expected KIND=PARTS, e.g. ffn=4,core=8 (kinds: embed, qkv, core, o, ffn, moe, lm_head)"
                 ],
             ) from None
     return parts

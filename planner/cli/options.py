@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from planner.core.errors import bounded_repr
 from planner.core.units import DTYPE_BYTES
 
 MAX_TOKENS = 100_000_000  # WorkloadSpec's limit on context
@@ -29,13 +30,13 @@ def parse_tokens(text: str | int) -> int:
     match = re.fullmatch(r"\s*([0-9][0-9,_]*(?:\.[0-9]+)?)\s*([kKmM]?)\s*", str(text))
     if not match:
         raise typer.BadParameter(
-            f"{text!r}: expected a number of tokens such as 8192, 8K or 128k (K = 1,024)"
+            f"{bounded_repr(text)}: expected a number of tokens such as 8192, 8K or 128k (K = 1,024)"
         )
     number = float(match.group(1).replace(",", "").replace("_", ""))
     tokens = number * TOKEN_UNITS[match.group(2).lower()]
     if not 1 <= tokens <= MAX_TOKENS or tokens != int(tokens):
         raise typer.BadParameter(
-            f"{text!r}: expected a whole number of tokens from 1 to {MAX_TOKENS:,} (K = 1,024 tokens)"
+            f"{bounded_repr(text)}: expected a whole number of tokens from 1 to {MAX_TOKENS:,} (K = 1,024 tokens)"
         )
     return int(tokens)
 

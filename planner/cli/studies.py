@@ -26,7 +26,7 @@ from planner.cli.base import (
     records,
 )
 from planner.cli.progress import ProgressReport
-from planner.core.errors import PlannerInputError
+from planner.core.errors import PlannerInputError, bounded_repr
 from planner.core.fileio import check_output
 
 # ---------------------------------------------------------------------------------------------- capacity, compare, sweep, studies
@@ -441,10 +441,10 @@ def _energies(text: str | None) -> list[float | None]:
                 "--energy", [f"{exc} (give pJ/bit such as 1.2 or '1.2 pJ/bit')"]
             ) from None
         if not 0 < value <= 1000:
-            raise PlannerInputError("--energy", [f"{item!r}: expected 0 < pJ/bit <= 1000"])
+            raise PlannerInputError("--energy", [f"{bounded_repr(item)}: expected 0 < pJ/bit <= 1000"])
         values.append(value)
     if not values:
-        raise PlannerInputError("--energy", [f"{text!r}: expected pJ/bit values such as 1.2,2.5"])
+        raise PlannerInputError("--energy", [f"{bounded_repr(text)}: expected pJ/bit values such as 1.2,2.5"])
     return values
 
 
@@ -453,11 +453,11 @@ def _floors(text: str) -> list[float]:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise PlannerInputError(
-            "--min-tokens-per-s", [f"{text!r}: expected tokens/s values such as 20,50,200"]
+            "--min-tokens-per-s", [f"{bounded_repr(text)}: expected tokens/s values such as 20,50,200"]
         ) from None
     if not values or any(not 0 < v <= 1e6 for v in values):
         raise PlannerInputError(
-            "--min-tokens-per-s", [f"{text!r}: expected values in (0, 1e6] such as 20,50,200"]
+            "--min-tokens-per-s", [f"{bounded_repr(text)}: expected values in (0, 1e6] such as 20,50,200"]
         )
     return values
 
@@ -712,7 +712,11 @@ def _positive(text: str, flag: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise PlannerInputError(flag, [f"{text!r}: expected positive numbers separated by commas"]) from None
+        raise PlannerInputError(
+            flag, [f"{bounded_repr(text)}: expected positive numbers separated by commas"]
+        ) from None
     if not values or any(not 0 < v < 1e6 for v in values):
-        raise PlannerInputError(flag, [f"{text!r}: expected numbers in (0, 1e6) separated by commas"])
+        raise PlannerInputError(
+            flag, [f"{bounded_repr(text)}: expected numbers in (0, 1e6) separated by commas"]
+        )
     return sorted(set(values))
