@@ -449,16 +449,25 @@ def _energies(text: str | None) -> list[float | None]:
 
 
 def _floors(text: str) -> list[float]:
+    return _number_list(
+        text, "--min-tokens-per-s", lambda v: 0 < v <= 1e6, "tokens/s in (0, 1e6] such as 20,50,200"
+    )
+
+
+def _positive(text: str, flag: str) -> list[float]:
+    return sorted(
+        set(_number_list(text, flag, lambda v: 0 < v < 1e6, "numbers in (0, 1e6) separated by commas"))
+    )
+
+
+def _number_list(text: str, flag: str, valid, expected: str) -> list[float]:
+    """'20,50,200' -> [20.0, 50.0, 200.0]; an input error naming `flag` and what is `expected` otherwise."""
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise PlannerInputError(
-            "--min-tokens-per-s", [f"{bounded_repr(text)}: expected tokens/s values such as 20,50,200"]
-        ) from None
-    if not values or any(not 0 < v <= 1e6 for v in values):
-        raise PlannerInputError(
-            "--min-tokens-per-s", [f"{bounded_repr(text)}: expected values in (0, 1e6] such as 20,50,200"]
-        )
+        values = []
+    if not values or not all(valid(v) for v in values):
+        raise PlannerInputError(flag, [f"{bounded_repr(text)}: expected {expected}"])
     return values
 
 
@@ -706,17 +715,3 @@ def study_memory_space(
             records(space.crossings),
         )
     console.print("wrote " + ", ".join(str(p) for p in paths))
-
-
-def _positive(text: str, flag: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise PlannerInputError(
-            flag, [f"{bounded_repr(text)}: expected positive numbers separated by commas"]
-        ) from None
-    if not values or any(not 0 < v < 1e6 for v in values):
-        raise PlannerInputError(
-            flag, [f"{bounded_repr(text)}: expected numbers in (0, 1e6) separated by commas"]
-        )
-    return sorted(set(values))

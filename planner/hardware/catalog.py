@@ -55,6 +55,16 @@ class MemoryTechSpec(_Strict):
     cost_per_gb_usd: float | None = Field(default=None, gt=0, le=1e6)
     sources: dict[str, str]
 
+    @property
+    def capacity_per_die(self) -> float:
+        """Bytes per reticle die: devices_per_reticle_die x capacity_per_device."""
+        return self.devices_per_reticle_die * self.capacity_per_device
+
+    @property
+    def bandwidth_per_die(self) -> float:
+        """Bytes/s per reticle die: devices_per_reticle_die x bandwidth_per_device."""
+        return self.devices_per_reticle_die * self.bandwidth_per_device
+
     @model_validator(mode="after")
     def _every_figure_sourced(self) -> MemoryTechSpec:
         figures = ["capacity_per_device", "bandwidth_per_device", "energy", "devices_per_reticle_die"]

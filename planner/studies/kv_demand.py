@@ -23,8 +23,8 @@ def memory_ratios() -> pd.DataFrame:
                 "kind": t.kind,
                 "capacity_gb_per_device": t.capacity_per_device / 1e9,
                 "bandwidth_gb_per_s_per_device": t.bandwidth_per_device / 1e9,
-                "capacity_gb_per_die": t.capacity_per_device * t.devices_per_reticle_die / 1e9,
-                "bandwidth_gb_per_s_per_die": t.bandwidth_per_device * t.devices_per_reticle_die / 1e9,
+                "capacity_gb_per_die": t.capacity_per_die / 1e9,
+                "bandwidth_gb_per_s_per_die": t.bandwidth_per_die / 1e9,
                 "bw_per_capacity_per_s": t.bandwidth_per_device / t.capacity_per_device,
                 "pj_per_bit": t.energy,
             }

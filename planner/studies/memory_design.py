@@ -34,6 +34,7 @@ from typing import Any
 
 from planner.core.errors import InfeasibleError, PlannerInputError
 from planner.hardware.catalog import MemoryTechSpec, load_hardware_spec, load_memory_tech
+from planner.plans.metrics import reticle_dies_per_chip
 from planner.problem.instance import InstanceSpec
 from planner.runs.cache import Cache, CaseResult, solve_case
 
@@ -120,19 +121,9 @@ def with_memory(spec: InstanceSpec, memory: MemoryTechSpec, users: int | None = 
     return spec.model_copy(update=update)
 
 
-def per_die(tech: MemoryTechSpec) -> tuple[float, float]:
-    """(capacity B, bandwidth B/s) per reticle die of a catalog technology."""
-    n = tech.devices_per_reticle_die
-    return n * tech.capacity_per_device, n * tech.bandwidth_per_device
-
-
-def dies_per_chip(spec: InstanceSpec) -> int:
-    return load_hardware_spec(spec.hardware).chip.reticle_dies
-
-
-def kv_fraction(spec: InstanceSpec) -> float:
-    """The achievable fraction of KV bandwidth of the instance's hardware."""
-    return load_hardware_spec(spec.hardware).achievable.kv_bandwidth
+def kv_fraction(hardware: str) -> float:
+    """The achievable fraction of KV bandwidth of a hardware (name or path)."""
+    return load_hardware_spec(hardware).achievable.kv_bandwidth
 
 
 # ---------------------------------------------------------------------------------------------- bisection
@@ -267,10 +258,10 @@ def closed_form_sizes(spec: InstanceSpec) -> dict[str, float]:
     problem = resolve(spec)
     sizes = [s for s in spec.group_sizes if s is not None] or [problem.hw.chips_per_group]
     groups = spec.solver.stages or spec.max_groups
-    dies = groups * max(sizes) * dies_per_chip(spec)
+    dies = groups * max(sizes) * reticle_dies_per_chip(spec.hardware)
     kv = spec.workload.users * problem.model.kv_bytes_per_user(problem.context)
     rate = spec.workload.min_tokens_per_s
-    return {"capacity": kv / dies, "bandwidth": kv * rate / (dies * kv_fraction(spec)), "dies": dies}
+    return {"capacity": kv / dies, "bandwidth": kv * rate / (dies * kv_fraction(spec.hardware)), "dies": dies}
 
 
 def size_memory(
@@ -346,8 +337,8 @@ def size_memory(
         below_capacity=None if cap.lo is None else solve(cap.lo, UNLIMITED_BANDWIDTH, explain=True),
         below_bandwidth=None if bw.lo is None else solve(cap.hi, bw.lo, explain=True),
         tolerance=tolerance,
-        achievable_kv_fraction=kv_fraction(spec),
-        dies_per_chip=dies_per_chip(spec),
+        achievable_kv_fraction=kv_fraction(spec.hardware),
+        dies_per_chip=reticle_dies_per_chip(spec.hardware),
         probes={"capacity": cap.probes, "bandwidth": bw.probes, "bandwidth floor": floor.probes},
         closed_forms=guesses,
     )
@@ -389,7 +380,7 @@ def point_row(spec: InstanceSpec, found: Any, reference: CaseResult | None) -> d
     memory: MemoryTechSpec = spec.kv_memory  # type: ignore[assignment]
     row = found.at_max.row if found.at_max is not None else {}
     users = found.max_users
-    dies = row.get("chips", 0) * dies_per_chip(spec)
+    dies = row.get("chips", 0) * reticle_dies_per_chip(spec.hardware)
     cost = (
         None
         if memory.cost_per_gb_usd is None
@@ -544,7 +535,7 @@ def beat_baseline(
     users_b = found[baseline].max_users
     row_b = found[baseline].at_max.row if found[baseline].at_max else {}
     tech = load_memory_tech(novel)
-    _, novel_bw = per_die(tech)
+    novel_bw = tech.bandwidth_per_die
     out: dict[str, Any] = {
         "model": base.model,
         "min_tokens_per_s": floor,
@@ -554,7 +545,7 @@ def beat_baseline(
         f"{novel}_joules_per_token": (found[novel].at_max.row if found[novel].at_max else {}).get(
             "joules_per_token"
         ),
-        f"{novel}_capacity_per_die_gb": per_die(tech)[0] / 1e9,
+        f"{novel}_capacity_per_die_gb": tech.capacity_per_die / 1e9,
     }
     if users_b == 0:
         return out | {"crossing_capacity_per_die_gb": None, "crossing_joules_per_token": None}
@@ -598,7 +589,7 @@ def catalog_rows(names: Sequence[str] = CATALOG_KV_MEMORIES) -> list[dict[str, A
     rows = []
     for name in names:
         tech = load_memory_tech(name)
-        c, b = per_die(tech)
+        c, b = tech.capacity_per_die, tech.bandwidth_per_die
         standby = tech.standby_power_per_device
         rows.append(
             {
@@ -733,7 +724,7 @@ def memory_space_markdown(space: MemorySpace, command: str, runtime_s: float | N
     ]
     keys = ["model", "min_tokens_per_s", "energy_pj_per_bit"]
     for (model, floor, energy), points in p.groupby(keys, sort=False):
-        fraction = load_hardware_spec(points["hardware"].iloc[0]).achievable.kv_bandwidth
+        fraction = kv_fraction(points["hardware"].iloc[0])
         ref = points["reference_users"].iloc[0]
         at_reference = (
             []
