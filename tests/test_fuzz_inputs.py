@@ -240,6 +240,8 @@ def _scaled(value: Any, factor: float) -> Any:
     if isinstance(value, bool):
         return not value
     if isinstance(value, int):
+        if abs(value) > 1e300:  # an earlier mutation's huge integer stays huge (int x float would overflow)
+            return value * 10
         return int(value * factor) if factor == factor and abs(factor) < 1e20 else value * factor
     if isinstance(value, float):
         return value * factor

@@ -474,6 +474,17 @@ def test_bad_output_paths_exit_2_before_any_work(cli, input_error, tmp_path, no_
     input_error(cli([*args.split(), flag, target, *extra]), flag, str(target)[:40])
 
 
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize("form", ["separate", "inline"])
+def test_empty_flag_values_exit_2_before_any_work(cli, no_solving, command, form):
+    """Was: `--cache ''` (an unset shell variable) read as the current folder, so a study ran for minutes
+    and cached where it was started (found by the long fuzz run). Every flag refuses an empty value."""
+    args, flag, _, _ = COMMANDS[command]
+    result = cli([*args.split(), *([flag, ""] if form == "separate" else [f"{flag}="])])
+    assert result.exit_code == 2, result.output
+    assert flag in result.output and "empty value" in result.output and "Traceback" not in result.output
+
+
 def test_calibrate_checks_out_and_report_first(cli, input_error, tmp_path, no_solving):
     bench = _write(tmp_path / "bench.json", MICROBENCH)
     args = ["calibrate", "--microbench", bench, "--measurements", _csv(tmp_path, CSV_ROWS)]

@@ -195,9 +195,44 @@ def test_deep_pipeline_study_on_a_small_model(tmp_path):
     assert rows.loc[1, "deep_max_users"] == rows.loc[1, "one_mb_max_users"] > 0
     assert rows.loc[4, "deep_max_users"] > rows.loc[1, "deep_max_users"]
     assert rows.loc[4, "users_ratio"] > 1
+    for stages, row in rows.iterrows():  # the solver's one-micro-batch maximum never beats the physics bound
+        assert row["one_mb_max_users"] <= row["one_mb_users_bound"], stages
     paths = write_deep_pipeline(d, tmp_path / "out", "planner study deep-pipeline --sweep small.yaml")
     assert [p.name for p in paths] == ["deep_pipeline.csv", "deep_pipeline.md", "deep_pipeline.png"]
     assert "planner study deep-pipeline --sweep small.yaml" in paths[1].read_text()
+
+
+def test_one_micro_batch_users_bound_by_hand():
+    """Llama-3.1-70B bf16 on 560 one-chip sram-pipeline groups with HBM3E, 4,096 context, 20 tokens/s.
+    By hand, from the files' figures: W = 70,553,706,496 params x 2 B (published count, graphs/SOURCES.md),
+    of which the embedding table (128,256 x 8,192 x 2 B = 2,101,346,304 B) is read one 16,384 B row per
+    user; KV per user 80 layers x 2 x 8 KV heads x 128 x 2 B x 4,096 = 1,342,177,280 B; HBM3E 4 stacks x
+    1.2 TB/s x 0.9 achievable = 4.32 TB/s per chip; SRAM S x 256 MB. U <= (4.32e12 / 20 - W + 2,101,346,304
+    + S x 256e6) / (1,342,177,280 + 16,384): 164.2 at S = 560, 69.6 at S = 64 (the summed-bandwidth
+    term, (80 + 4.8) TB/s x 0.9, is far looser)."""
+    from planner.problem.instance import InstanceSpec
+    from planner.problem.problem import resolve
+    from planner.studies.deep_pipeline import one_micro_batch_users_bound
+
+    spec = InstanceSpec.model_validate(
+        {
+            "model": "llama-3.1-70b",
+            "hardware": "sram-pipeline",
+            "kv_memory": "hbm3e",
+            "chips_per_group": 1,
+            "max_groups": 560,
+            "workload": {"users": 1, "context": 4096, "min_tokens_per_s": 20, "micro_batches": 1},
+            "solver": {"stages": 560},
+        }
+    )
+
+    def by_hand(stages: int) -> float:
+        return (4.32e12 / 20 - 70_553_706_496 * 2 + 2_101_346_304 + stages * 256e6) / (1_342_177_280 + 16_384)
+
+    assert by_hand(560) == pytest.approx(164.2, abs=0.05) and by_hand(64) == pytest.approx(69.6, abs=0.05)
+    problem = resolve(spec)
+    assert one_micro_batch_users_bound(problem, 560) == int(by_hand(560))
+    assert one_micro_batch_users_bound(problem, 64) == int(by_hand(64))
 
 
 def test_compare_on_a_small_model(tmp_path):

@@ -32,8 +32,28 @@ class _NoBoolMetavar:
         return option
 
 
+def empty_flag_values(args: Sequence[str]) -> list[str]:
+    """The flags of `args` given an empty value (`--out ''` or `--out=`). No flag takes one, and a path
+    option would read it as the current folder (pathlib's Path('') is '.'): an unset shell variable
+    would silently write, or cache, where the command runs."""
+    flags = []
+    for arg, value in zip(args, [*args[1:], None]):
+        if not arg.startswith("--"):
+            continue
+        name, eq, inline = arg.partition("=")
+        if (eq and not inline.strip()) or (not eq and value is not None and not value.strip()):
+            flags.append(name)
+    return flags
+
+
 class PlannerCommand(_NoBoolMetavar, TyperCommand):
-    pass
+    def parse_args(self, ctx, args):
+        empty = empty_flag_values(args)
+        if empty:
+            raise typer.BadParameter(
+                "an empty value; give one (see --help)", ctx, param_hint=", ".join(empty[:5])
+            )
+        return super().parse_args(ctx, args)
 
 
 class PlannerGroup(_NoBoolMetavar, TyperGroup):

@@ -344,10 +344,10 @@ def study_deep_pipeline(
     check_output(cache, "--cache", directory=True)
     check_output(report, "--report", suffixes=(".html", ".htm"))
     from planner.runs.sweep import load_sweep
-    from planner.studies.deep_pipeline import deep_pipeline, write_deep_pipeline
+    from planner.studies.deep_pipeline import deep_pipeline, progress_total, write_deep_pipeline
 
     spec = load_sweep(sweep_file)
-    total = len(spec.cases()) + 2 * len(spec.models) * len(spec.stages or [])
+    total = progress_total(spec)
     with ProgressReport("deep pipeline", total, quiet) as progress:
         result = deep_pipeline(spec, cache=cache, workers=workers, progress=progress.advance)
     paths = write_deep_pipeline(result, out, _command_line())

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,20 +198,23 @@ def max_users_many(
     cache: str | Path | None = None,
     workers: int | None = None,
     progress: Callable[[InstanceSpec, CapacityResult], None] | None = None,
+    tolerance: float = 0.0,
 ) -> list[CapacityResult]:
-    """max_users for several instances, one search per local worker process (results in input order).
+    """max_users for several instances (exact, or to a relative `tolerance`), one search per local worker
+    process (results in input order).
 
     The searches write their solves to `cache` themselves (so it must be a local directory)."""
     if workers == 1 or len(specs) <= 1:
         out = []
         for spec in specs:
-            out.append(max_users(spec, cache))
+            out.append(max_users(spec, cache, tolerance=tolerance))
             if progress:
                 progress(spec, out[-1])
         return out
     results: dict[int, CapacityResult] = {}
     with executor(workers) as pool:
-        futures = {pool.submit(max_users, spec, cache): i for i, spec in enumerate(specs)}
+        search = functools.partial(max_users, tolerance=tolerance)
+        futures = {pool.submit(search, spec, cache): i for i, spec in enumerate(specs)}
         try:
             for future in cf.as_completed(futures):
                 i = futures[future]
