@@ -844,6 +844,7 @@ def test_fuzz_cache_entries(fuzz_worker, workdir: Path, sweep_cache: Path, data)
 # ------------------------------------------------------------------------------------ command-line flags
 
 INTS = ["1", "2", "3", "16", "0", "-1", "1" + "0" * 400, "9" * 5000, "1e3", "nan", "abc", "", "1.5", "4096"]
+GOOD_GAPS = {"1e-4", "0", "1e-320"}  # SolverSpec.gap is in [0, 1]: 0 and a denormal ask for exact optimality
 FLOATS = ["20", "10", "1e-4", "0", "-1", "nan", "NaN", "inf", "-inf", "1e400", "1e300", "1e-320", "x", ""]
 GOOD_INTS, GOOD_FLOATS = {"1", "2", "3", "16", "4096"}, {"20", "10", "1e-4"}
 
@@ -924,7 +925,7 @@ def command_lines(
             ("?--stages", pool(INTS, {"1", "2"})),
             ("?--micro-batches", pool(INTS, {"1", "2"})),
             ("?--time-limit", pool(FLOATS, {"20", "10"})),
-            ("?--gap", pool(FLOATS, {"1e-4"})),
+            ("?--gap", pool(FLOATS, GOOD_GAPS)),
             ("?--method", pool(["milp", "pyomo", "exhaustive", "x", ""], {"milp"})),
             ("?--out", _outputs(workdir, ".yaml", False)),
             ("?--csv", _outputs(workdir, "", True)),
@@ -990,7 +991,7 @@ def command_lines(
             ("--min-tokens-per-s", pool(FLOATS, GOOD_FLOATS)),
             ("--max-groups", pool(INTS, {"1", "2"})),
             ("?--time-limit", pool(FLOATS, {"20"})),
-            ("?--gap", pool(FLOATS, {"1e-4"})),
+            ("?--gap", pool(FLOATS, GOOD_GAPS)),
             ("--cache", _outputs(workdir, "", True)),
             ("?--json", [("", True)]),
         ]
@@ -1002,7 +1003,7 @@ def command_lines(
             ("--context", pool(INTS, GOOD_INTS)),
             ("--min-tokens-per-s", pool(FLOATS, GOOD_FLOATS)),
             ("--memory", name("hbm3e")),
-            ("?--gap", pool(FLOATS, {"1e-4"})),
+            ("?--gap", pool(FLOATS, GOOD_GAPS)),
             ("--workers", pool(["1", "0", "300", "x"], {"1"})),
             ("--cache", _outputs(workdir, "", True)),
             ("?--out", _outputs(workdir, "", True)),
