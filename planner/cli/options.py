@@ -191,6 +191,12 @@ OptionalGap = Annotated[
 Workers = Annotated[
     int | None, option("--workers", metavar="N", min=1, help="local worker processes (default: cores)")
 ]
+Dask = Annotated[
+    str | None,
+    option(
+        "--dask", metavar="ADDRESS", help="run on this dask.distributed scheduler instead of local workers"
+    ),
+]
 CacheDir = Annotated[
     Path, option("--cache", metavar="DIR", help="cached case results: a rerun reuses them and resumes")
 ]

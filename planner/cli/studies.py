@@ -265,10 +265,7 @@ def sweep_command(
         Path, typer.Argument(metavar="SWEEP.yaml", help="the sweep (see sweeps/example.yaml)")
     ],
     workers: o.Workers = None,
-    dask: Annotated[
-        str | None,
-        o.option("--dask", metavar="ADDRESS", help="scheduler address of a dask.distributed cluster"),
-    ] = None,
+    dask: o.Dask = None,
     weight_dtype: Annotated[
         str | None,
         o.option("--weight-dtype", metavar="DTYPE", help=f"weights: {o.DTYPES} (default: the file's)"),
@@ -630,10 +627,7 @@ def study_memory_space(
         ),
     ] = Path("results"),
     workers: o.Workers = None,
-    dask: Annotated[
-        str | None,
-        o.option("--dask", metavar="ADDRESS", help="run the points on this dask.distributed scheduler"),
-    ] = None,
+    dask: o.Dask = None,
     cache: o.CacheDir = DEFAULT_CACHE,
     quiet: o.Quiet = False,
 ) -> None:

@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -15,7 +15,7 @@ from planner.plans.metrics import DEFAULT_CACHE
 from planner.problem.instance import InstanceSpec
 from planner.problem.problem import Problem
 from planner.render.markdown import markdown_table, write_markdown
-from planner.studies.capacity import MAX_USERS
+from planner.studies.capacity import search_max_users
 from planner.studies.compare import capacity_rows
 
 DEEP_TOLERANCE = 0.01
@@ -99,7 +99,7 @@ def deep_pipeline(
             "users_ratio": cap.max_users / u_one if u_one else math.inf if cap.max_users else math.nan,
         }
         row["one_mb_users_bound"] = one_micro_batch_users_bound(_problem(base), base.solver.stages)
-        if row["one_mb_binding"] == "time limit":  # undecided: the bound answers instead
+        if not one.exact:  # an infeasible verdict stopped on the time limit: the bound answers instead
             row["users_ratio"] = math.nan
         row["users_ratio_at_least"] = (
             cap.max_users / row["one_mb_users_bound"] if row["one_mb_users_bound"] else math.inf
@@ -154,22 +154,20 @@ def one_micro_batch_users_bound(problem: Problem, stages: int) -> int:
     kappa = problem.model.kv_bytes_per_user(problem.context)
     nodes = [d for _, d in problem.graph.nodes(data=True)]
 
-    def fits(users: int) -> bool:
+    def verdict(users: int) -> _Verdict:
         read = sum(weight_read_bytes(d, users) for d in nodes) + users * kappa
         slow = max(0.0, read - fast_bytes)
-        return read / all_bw <= 1 / rate and (slow == 0 or (slower_bw > 0 and slow / slower_bw <= 1 / rate))
+        fits = read / all_bw <= 1 / rate and (slow == 0 or (slower_bw > 0 and slow / slower_bw <= 1 / rate))
+        return _Verdict(fits)
 
-    if not fits(1):
-        return 0
-    lo, hi = 1, 2
-    while fits(hi) and hi < MAX_USERS:
-        lo, hi = hi, min(MAX_USERS, 2 * hi)
-    if fits(hi):
-        return hi
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-    return lo
+    return search_max_users(verdict).max_users
+
+
+class _Verdict(NamedTuple):
+    """A closed-form verdict in the shape search_max_users reads from a solve (always proven)."""
+
+    feasible: bool
+    proven: bool = True
 
 
 def with_one_micro_batch(spec: InstanceSpec) -> InstanceSpec:
@@ -221,7 +219,7 @@ def deep_pipeline_markdown(d: DeepPipeline, command: str) -> str:
     ]
     for model, rows in d.summary.groupby("model", sort=False):
         best_deep = rows.loc[rows["deep_max_users"].idxmax()]
-        decided = rows["one_mb_binding"] != "time limit"
+        decided = rows["one_mb_max_users_exact"].astype(bool)
         one_users = rows["one_mb_max_users"].where(decided, rows["one_mb_users_bound"])
         best_one = rows.loc[one_users.idxmax()]
         bounded = not decided[one_users.idxmax()]
@@ -244,9 +242,10 @@ def deep_pipeline_markdown(d: DeepPipeline, command: str) -> str:
 
 def _deep_reading(rows: pd.DataFrame) -> str:
     """What the table says, in numbers taken from it."""
-    undecided = rows[rows["one_mb_binding"] == "time limit"]
-    ok = rows[(rows["one_mb_max_users"] > 0) & (rows["one_mb_binding"] != "time limit")]
-    ratio = rows["users_ratio"].where(rows["one_mb_binding"] != "time limit", rows["users_ratio_at_least"])
+    decided = rows["one_mb_max_users_exact"].astype(bool)
+    undecided = rows[~decided]
+    ok = rows[(rows["one_mb_max_users"] > 0) & decided]
+    ratio = rows["users_ratio"].where(decided, rows["users_ratio_at_least"])
     over_100 = rows[ratio > 100]
     text = ""
     if len(undecided):
