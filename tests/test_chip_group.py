@@ -8,6 +8,7 @@ and the model's shape, written out here, not from planner.cost.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 
@@ -15,7 +16,7 @@ from planner.cost.pipeline import pipeline_cost
 from planner.hardware.catalog import Unit, load_hardware
 from planner.model.config import HFConfig
 from planner.model.graph import Dtypes, build_graph
-from planner.model.split import Granularity, split_graph
+from planner.model.split import KV_PARTS_PER_GROUP, MAX_CORE_PARTS, Granularity, core_parts, split_graph
 from planner.problem.instance import spec_from_flags
 from planner.studies.capacity import max_users
 
@@ -65,6 +66,25 @@ def test_split_attention_core_holds_its_heads_kv_and_time():
     expected = max(kv_read / hbm, flops / (250e12 * 0.7))
     assert g.unit_busy_s["attention"] == pytest.approx(expected, rel=1e-12)
     assert g.resident_bytes["hbm3e"] == pytest.approx(users * context * 256, rel=1e-12)
+
+
+def test_default_core_split_leaves_under_a_tenth_of_a_groups_kv_unpacked():
+    """split.core_parts by hand and by brute force. By hand: Llama-3.1-70B (80 layers) on 128 groups gets
+    ceil(10 x 128 / 80) = 16 parts, on 8 GPUs ceil(1.0) = 1, on 560 one-chip groups the cap 16; a
+    64-layer model on 64 groups 10. Brute force over groups x layers below the cap: the groups' average
+    share k = p x layers / groups parts, and a group holds whole parts, so the fullest group needs
+    ceil(k) parts and the KV filled is k / ceil(k) of what the memory holds: at least 10/11."""
+    assert (core_parts(128, 80), core_parts(8, 80), core_parts(560, 80), core_parts(64, 64)) == (
+        16,
+        1,
+        16,
+        10,
+    )
+    for layers in range(1, 130):
+        for groups in range(1, 1 + MAX_CORE_PARTS * layers // KV_PARTS_PER_GROUP):
+            p = core_parts(groups, layers)
+            share = p * layers / groups
+            assert share / math.ceil(share) >= 10 / 11, (groups, layers, p)
 
 
 def test_overlapping_units_cycle_is_the_busiest_resource_not_the_sum():
@@ -144,7 +164,7 @@ def test_walk_with_one_and_with_s_micro_batches():
 
 def test_capacity_limit_reached_within_5_percent():
     """Llama-3.1-8B on sram-pipeline + novel KV DRAM, 64 groups of 8 chips, at a slow floor: KV next to
-    every die (cores split 8 ways) fills all of them. Closed form: users <= (dies x 16 GB + SRAM left
+    every die (cores split 16 ways, split.core_parts) fills all of them. Closed form: users <= (dies x 16 GB + SRAM left
     over) / (context x KV bytes per token): 512 dies x 16 GB + 512 x 256 MB - 16.06 GB of weights, over
     4,096 x 131,072 B = 536.9 MB per user."""
     spec = spec_from_flags(
