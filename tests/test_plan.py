@@ -178,3 +178,26 @@ def test_flags_equal_file():
         name="llama-3.1-8b tiny",
     )
     assert spec == load_instance(TINY)
+
+
+def test_a_plan_made_with_other_sub_layer_parts_says_so(problem, tmp_path):
+    """A plan made when the automatic split gave other parts (here: the tiny instance solved with its
+    attention core in 2 parts, then read as `split: auto`, which keeps the core whole) names both splits
+    and the fix, instead of only listing the nodes it does not know; with the plan's parts given back it
+    evaluates again."""
+    from planner.placement.solve import solve_problem
+
+    split = problem.spec.model_copy(update={"split": {"core": 2}})
+    plan = solve_problem(resolve(split))
+    assert plan.figures["granularity"]["core"] == 2 and problem.granularity.core == 1
+    auto = plan.model_copy(update={"instance": problem.spec})
+    result = runner.invoke(
+        app, ["plot", str(auto.save(tmp_path / "auto.yaml")), "--out", str(tmp_path / "a.png")]
+    )
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "made with sub-layer parts core=2 (figures.granularity)" in " ".join(result.output.split())
+    assert "split: {core: 2}" in " ".join(result.output.split())
+    given_back = runner.invoke(
+        app, ["plot", str(plan.save(tmp_path / "p.yaml")), "--out", str(tmp_path / "p.png")]
+    )
+    assert given_back.exit_code == 0, given_back.output

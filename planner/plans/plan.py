@@ -189,6 +189,10 @@ def _few(items: Sequence[Any], shown: int = 5) -> str:
     return head if len(items) <= shown else f"{head}, ... ({len(items):,} in all)"
 
 
+def _parts(granularity: dict[str, int], sep: str = "=") -> str:
+    return ", ".join(f"{k}{sep}{v}" for k, v in granularity.items() if v != 1) or "none"
+
+
 def _structure_violations(problem: Problem, plan: Plan) -> tuple[list[str], list[str]]:
     """What is wrong with the plan's structure, as (blocking, other). Blocking: planner.cost cannot price
     the plan (an empty group; a node unknown, placed nowhere, twice or out of order; a split entry missing,
@@ -204,6 +208,13 @@ def _structure_violations(problem: Problem, plan: Plan) -> tuple[list[str], list
     if empty:
         blocking.append(f"empty groups (no node): {_few(empty)}; every group must hold at least one node")
     unknown = [n for n in count if n not in known]
+    made_with = plan.figures.get("granularity")
+    if (unknown or len(placed) != len(nodes)) and made_with and made_with != problem.granularity.as_dict():
+        blocking.append(
+            f"made with sub-layer parts {_parts(made_with)} (figures.granularity), but this version splits "
+            f"its instance into {_parts(problem.granularity.as_dict())}: solve the instance again, or give "
+            f"it split: {{{_parts(made_with, ': ')}}}"
+        )
     if unknown:
         blocking.append(f"nodes not in the model: {_few(unknown)}")
     missing = [n for n in nodes if n not in count]
