@@ -8,14 +8,13 @@ and the model's shape, written out here, not from planner.cost.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import pytest
 
 from planner.cost.pipeline import pipeline_cost
 from planner.hardware.catalog import Unit, load_hardware
 from planner.model.config import HFConfig
-from planner.model.graph import Dtypes, build_graph
+from planner.model.graph import Dtypes, build_graph, load_model
 from planner.model.split import KV_PARTS_PER_GROUP, MAX_CORE_PARTS, Granularity, core_parts, split_graph
 from planner.problem.instance import spec_from_flags
 from planner.studies.capacity import max_users
@@ -68,23 +67,29 @@ def test_split_attention_core_holds_its_heads_kv_and_time():
     assert g.resident_bytes["hbm3e"] == pytest.approx(users * context * 256, rel=1e-12)
 
 
-def test_default_core_split_leaves_under_a_tenth_of_a_groups_kv_unpacked():
-    """split.core_parts by hand and by brute force. By hand: Llama-3.1-70B (80 layers) on 128 groups gets
-    ceil(10 x 128 / 80) = 16 parts, on 8 GPUs ceil(1.0) = 1, on 560 one-chip groups the cap 16; a
-    64-layer model on 64 groups 10. Brute force over groups x layers below the cap: the groups' average
-    share k = p x layers / groups parts, and a group holds whole parts, so the fullest group needs
-    ceil(k) parts and the KV filled is k / ceil(k) of what the memory holds: at least 10/11."""
-    assert (core_parts(128, 80), core_parts(8, 80), core_parts(560, 80), core_parts(64, 64)) == (
-        16,
-        1,
-        16,
-        10,
+def test_default_core_split_keeps_each_part_under_a_tenth_of_a_group():
+    """split.core_parts by hand. Llama-3.1-70B keeps 2 x 8 KV heads x 128 x 2 B = 4,096 B per token in a
+    layer, 4,096 x 4,096 B = 16.78 MB per user at 4,096 context. On groups of 8 sram-pipeline chips with
+    HBM4 (144 GB + 256 MB SRAM per chip: 1.154 TB) 100,000 users hold 1.678 TB per layer: ceil(10 x 1.454)
+    = 15 parts; the shipped instance's 2,048 users on the novel KV DRAM (16 GB + 256 MB per chip: 130 GB)
+    34.4 GB: ceil(2.64) = 3; one user: 1 (whole); a layer of 2 groups' worth: the cap, 16. Every part
+    then holds at most a tenth of a group (brute force over layer sizes below the cap)."""
+    from planner.model.split import layer_kv_bytes
+
+    llama = load_model("llama-3.1-70b")
+    layer = layer_kv_bytes(llama.graph, 1, 4096)
+    assert layer == 4096 * 4096
+    hbm4_group, dram_group = 8 * (144e9 + 256e6), 8 * (16e9 + 256e6)
+    assert core_parts(layer_kv_bytes(llama.graph, 100_000, 4096), hbm4_group) == 15
+    assert core_parts(layer_kv_bytes(llama.graph, 2048, 4096), dram_group) == 3
+    assert core_parts(layer, dram_group) == 1 and core_parts(2 * hbm4_group, hbm4_group) == MAX_CORE_PARTS
+    for tenths in range(1, 10 * MAX_CORE_PARTS // KV_PARTS_PER_GROUP + 1):
+        kv = tenths / 10 * hbm4_group * (1 - 1e-6)
+        assert kv / core_parts(kv, hbm4_group) <= hbm4_group / KV_PARTS_PER_GROUP, tenths
+    window = load_model("gemma-2-9b")  # sliding layers hold 4,096 tokens; the global ones set the size
+    assert layer_kv_bytes(window.graph, 1, 8192) == max(
+        d["kv_bytes_per_token"] * 8192 for _, d in window.graph.nodes(data=True)
     )
-    for layers in range(1, 130):
-        for groups in range(1, 1 + MAX_CORE_PARTS * layers // KV_PARTS_PER_GROUP):
-            p = core_parts(groups, layers)
-            share = p * layers / groups
-            assert share / math.ceil(share) >= 10 / 11, (groups, layers, p)
 
 
 def test_overlapping_units_cycle_is_the_busiest_resource_not_the_sum():

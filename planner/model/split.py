@@ -27,8 +27,10 @@ from dataclasses import asdict, dataclass
 
 import networkx as nx
 
+from planner.model.graph import kv_tokens
+
 KINDS = ("embed", "qkv", "core", "o", "ffn", "moe", "lm_head")
-KV_PARTS_PER_GROUP = 10  # design choice: a group's KV share is at least ~10 core parts (packing loses < 1/10)
+KV_PARTS_PER_GROUP = 10  # design choice: a core part holds at most 1/10 of a group's memory in KV
 MAX_CORE_PARTS = 16  # design choice: at most 16 core parts per layer (solve time; see core_parts)
 
 
@@ -79,32 +81,48 @@ def granularity_for_part_bytes(graph: nx.DiGraph, part_bytes: float, core_parts:
 
 
 def auto_granularity(
-    graph: nx.DiGraph, fast_tier_bytes: float, group_bytes: float, max_groups: int, layers: int
+    graph: nx.DiGraph, fast_tier_bytes: float, group_bytes: float, max_groups: int, layer_kv_bytes: float
 ) -> Granularity:
     """The default split (design rule, stated in the plan): parts of at most half a group's fastest tier
     when all the weights fit in the fastest tiers of `max_groups` groups (so a part never blocks the fast
-    tier), else of half a group's total capacity; and each attention core split core_parts(...) ways."""
+    tier), else of half a group's total capacity; and each attention core in core_parts(layer_kv_bytes,
+    group_bytes) parts."""
     weights = sum(d["weight_bytes"] for _, d in graph.nodes(data=True))
     fits_fast = weights <= max_groups * fast_tier_bytes
     part_bytes = (fast_tier_bytes if fits_fast else group_bytes) / 2
-    return granularity_for_part_bytes(graph, part_bytes, core_parts(max_groups, layers))
+    return granularity_for_part_bytes(graph, part_bytes, core_parts(layer_kv_bytes, group_bytes))
 
 
-def core_parts(max_groups: int, layers: int) -> int:
-    """Parts each attention core is split into by default: ceil(KV_PARTS_PER_GROUP x groups / layers),
-    at most MAX_CORE_PARTS, at least 1.
+def layer_kv_bytes(graph: nx.DiGraph, users: int, context: int) -> float:
+    """The KV cache of the largest attention layer for `users` users at `context` tokens (bytes; sliding
+    windows applied)."""
+    return users * max(
+        (d["kv_bytes_per_token"] * kv_tokens(d, context) for _, d in graph.nodes(data=True)), default=0.0
+    )
 
-    Why (design rule): a part's KV sits in one group, so a group holds a whole number of parts and
-    leaves the rest of its KV capacity (and bandwidth) unused. When every group's KV share is k parts,
-    that loss is below 1/k of the group's KV memory. With `max_groups` groups sharing the KV of `layers`
-    layers, a layer's core in p parts gives each group about p x layers / groups parts, so p as above
-    keeps the loss under 1/KV_PARTS_PER_GROUP whenever the cap does not bind. The cap binds past
-    MAX_CORE_PARTS x layers / KV_PARTS_PER_GROUP groups (128 for Llama-3.1-70B's 80 layers) and trades
-    packing for solve time: 560 one-chip groups of Llama-3.1-70B get 16 parts (about 2.3 per chip) in a
-    graph of about 2,600 nodes, the size of the placement core's 60 s scale target. Past the KV-head
-    count the parts split by users (planner.model.split._attention_parts). The rule does not depend on
-    the users, so the users a placement can serve stay monotone (the capacity search relies on it)."""
-    return max(1, min(MAX_CORE_PARTS, math.ceil(KV_PARTS_PER_GROUP * max_groups / layers - 1e-9)))
+
+def core_parts(layer_kv_bytes: float, group_bytes: float) -> int:
+    """Parts each attention core is split into by default: ceil(KV_PARTS_PER_GROUP x layer KV / group
+    capacity), at most MAX_CORE_PARTS, at least 1.
+
+    Why (design rule): a part's KV sits in one group, so a group holds whole parts and may leave up to one
+    part's worth of its memory (and of its KV bandwidth) unused. Parts of at most 1/KV_PARTS_PER_GROUP of
+    a group's capacity keep that loss under 1/KV_PARTS_PER_GROUP of every group's memory; fewer users
+    hold less KV per layer, so their cores stay whole or in few parts and the solve stays small (the
+    shipped Llama-3.1-70B instance at 2,048 users: 3 parts). At the capacity bound of G groups sharing
+    L layers (layer KV = G x capacity / L) the rule gives about 10 x G / L parts, so a group's KV share is
+    about 10 parts. The cap binds above 1.6 groups' worth of KV per layer and trades packing for solve
+    time: 560 one-chip groups of Llama-3.1-70B at their bound get 16 parts (about 2.3 per chip), a graph
+    of about 2,600 nodes, the size of the placement core's 60 s scale target. Past the KV-head count the
+    parts split by users (planner.model.split._attention_parts).
+
+    The parts grow with the users (never shrink), so each users count is solved with its own split, the
+    one `planner solve` uses at that count; the capacity search's maximum is exact for this rule
+    (feasible at max, infeasible at max + 1, each probe split as a solve at that count would be)."""
+    if group_bytes <= 0 or layer_kv_bytes <= 0:
+        return 1
+    wanted = math.ceil(KV_PARTS_PER_GROUP * layer_kv_bytes / group_bytes - 1e-9)
+    return max(1, min(MAX_CORE_PARTS, wanted))
 
 
 def _scaled(d: dict, share: float, keys: tuple[str, ...]) -> dict:

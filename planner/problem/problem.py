@@ -21,7 +21,14 @@ from planner.cost.pipeline import micro_batches
 from planner.hardware.catalog import Hardware, hardware_files, load_hardware
 from planner.model.config import resolve_config_path
 from planner.model.graph import Dtypes, Model, kv_tokens, load_model
-from planner.model.split import Granularity, auto_granularity, granularity_for_part_bytes, split_graph
+from planner.model.split import (
+    Granularity,
+    auto_granularity,
+    core_parts,
+    granularity_for_part_bytes,
+    layer_kv_bytes,
+    split_graph,
+)
 from planner.problem.instance import InstanceSpec, SolverSpec, WorkloadSpec
 
 FEASIBILITY_TOL = 1e-6  # relative: a plan may miss a capacity, a speed floor or a power limit by this much
@@ -203,16 +210,13 @@ def _granularity(spec: InstanceSpec, model: Model, hw: Hardware, tiers: tuple[st
         return Granularity()
     if isinstance(split, dict):
         return Granularity(**split)
+    group_bytes = sum(hw.tier(t).capacity_bytes for t in tiers) * hw.chips_per_group
+    kv = layer_kv_bytes(model.graph, spec.workload.users, spec.workload.context)
     if isinstance(split, float):
-        core = auto_granularity(model.graph, 1.0, 1.0, spec.max_groups, model.config.num_hidden_layers).core
-        return granularity_for_part_bytes(model.graph, split, core)
+        return granularity_for_part_bytes(model.graph, split, core_parts(kv, group_bytes))
     fastest = max((hw.tier(t) for t in tiers), key=lambda t: t.bw_bytes_per_s)
     return auto_granularity(
-        model.graph,
-        fastest.capacity_bytes * hw.chips_per_group,
-        sum(hw.tier(t).capacity_bytes for t in tiers) * hw.chips_per_group,
-        spec.max_groups,
-        model.config.num_hidden_layers,
+        model.graph, fastest.capacity_bytes * hw.chips_per_group, group_bytes, spec.max_groups, kv
     )
 
 
