@@ -83,3 +83,27 @@ def test_plot_writes_a_png(tmp_path):
     plan, problem, cost = _figure("llama-3.1-70b_h100-sxm")
     path = plot_plan(plan, problem, cost, tmp_path / "plan.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_log_axis_under_a_decade_still_has_numbered_ticks(tmp_path):
+    """results/deep_pipeline.png's Llama panel spans 0.17-0.22 J/token: a log axis there has no major
+    tick in view, so before this its y axis carried no number at all. Now the minor ticks at 2, 3 and 5
+    x a power of ten are labelled: 0.2 here (and 20,000 / 30,000 on an x axis from 15,000 to 40,000);
+    a wide axis keeps only its decades."""
+    import matplotlib.pyplot as plt
+
+    from planner.render.plots import save_figure
+
+    fig, (narrow, wide) = plt.subplots(1, 2)
+    narrow.loglog([15_000, 40_000], [0.17, 0.22])
+    wide.loglog([1, 300], [2, 300])
+    save_figure(fig, tmp_path / "f.png")  # labels are set while saving; the figure is closed after
+    fig.canvas.draw()
+
+    def labels(axis):
+        return {t.get_text() for t in axis.get_ticklabels(which="both") if t.get_visible()} - {""}
+
+    assert "0.2" in labels(narrow.yaxis)
+    assert {"20,000", "30,000"} <= labels(narrow.xaxis)
+    assert {"10", "100"} <= labels(wide.yaxis)
+    assert not {"3", "20", "30", "50"} & (labels(wide.xaxis) | labels(wide.yaxis))

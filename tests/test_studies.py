@@ -202,6 +202,21 @@ def test_deep_pipeline_study_on_a_small_model(tmp_path):
     assert "planner study deep-pipeline --sweep small.yaml" in paths[1].read_text()
 
 
+def test_deep_pipeline_table_says_undecided_not_zero():
+    """A one-micro-batch search that stopped on its time limit records 0 users and exact = False; the
+    table shows "undecided" there (results/deep_pipeline.md had printed 0), a decided row its number."""
+    from planner.render.markdown import markdown_table
+    from planner.studies.deep_pipeline import DEEP_COLUMNS, _shown
+
+    rows = pd.DataFrame({c: [1, 2] for c, _ in DEEP_COLUMNS}).assign(
+        one_mb_max_users=[0, 5], one_mb_max_users_exact=[False, True]
+    )
+    table = markdown_table(_shown(rows), DEEP_COLUMNS).splitlines()
+    header = [h.strip() for h in table[0].strip("|").split("|")]
+    column = header.index("max users, 1 micro-batch")
+    assert [line.strip("|").split("|")[column].strip() for line in table[2:]] == ["undecided", "5"]
+
+
 def test_one_micro_batch_users_bound_by_hand():
     """Llama-3.1-70B bf16 on 560 one-chip sram-pipeline groups with HBM3E, 4,096 context, 20 tokens/s.
     By hand, from the files' figures: W = 70,553,706,496 params x 2 B (published count, graphs/SOURCES.md),

@@ -23,17 +23,18 @@ def _registry():
     commands that read no unit string, such as `planner model info`, need not pay). FLOP is added as its
     own dimension, and FLOPS is FLOP per second as on datasheets ("989 TFLOPS"), not a plural of FLOP.
 
-    pint probes for scipy when it is imported (for array functions the planner does not use); with scipy
-    loaded, Pyomo then loads scipy.stats and more (~0.8 s) when the solver starts. The probe is answered
-    "not installed" while pint imports, and only then."""
-    blocked = "scipy" not in sys.modules
-    if blocked:
-        sys.modules["scipy"] = None  # type: ignore[assignment]  # makes `import scipy` raise ImportError
+    pint probes for scipy and dask when it is imported (for array functions and dask arrays, which the
+    planner does not use); with scipy loaded, Pyomo then loads scipy.stats and more (~0.8 s) when the
+    solver starts, and the dask probe alone costs ~0.1 s. Each probe is answered "not installed" while
+    pint imports, and only then (`--dask` imports dask.distributed itself, later)."""
+    blocked = [name for name in ("scipy", "dask") if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # makes `import NAME` raise ImportError
     try:
         import pint
     finally:
-        if blocked:
-            del sys.modules["scipy"]
+        for name in blocked:
+            del sys.modules[name]
 
     registry = pint.UnitRegistry()
     registry.define("FLOP = [flop] = flop")

@@ -17,9 +17,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from planner.core.fileio import read_mapping
 from planner.cost.node import node_cost
@@ -28,6 +26,9 @@ from planner.hardware.catalog import HardwareSpec, hardware_path
 from planner.placement.constraints import check
 from planner.plans.plan import Plan, evaluate, plan_problem, summary
 from planner.problem.problem import Problem
+
+if TYPE_CHECKING:
+    import pandas as pd  # annotations only: a worker solving cases never imports pandas
 
 DEFAULT_CACHE = Path(".planner-cache") / "cases"
 CASE_COLUMNS = (  # the columns case_row adds, in table order

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,15 +34,31 @@ ENERGY_PARTS = [
 ]
 
 
+def _plain_number(v: float, _=None) -> str:
+    return f"{v:,.0f}" if v >= 1 else f"{v:g}"
+
+
+def _narrow_minor_label(v: float, _=None) -> str:
+    """Minor ticks 2, 3 and 5 x a power of ten, labelled (the others blank)."""
+    if v <= 0:
+        return ""
+    mantissa = round(v / 10 ** math.floor(math.log10(v)), 6)
+    return _plain_number(v) if mantissa in (2.0, 3.0, 5.0) else ""
+
+
 def _plain_log_ticks(fig) -> None:
-    """Tick labels of log axes as plain numbers (mathtext is off so that names with '$' stay text)."""
+    """Tick labels of log axes as plain numbers (mathtext is off so that names with '$' stay text). An
+    axis spanning less than a decade shows at most one major tick, so its minor ticks at 2, 3 and 5 x a
+    power of ten are labelled too."""
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
     for ax in fig.axes:
         for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
             if scale == "log":
-                axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
-                axis.set_minor_formatter(NullFormatter())
+                axis.set_major_formatter(FuncFormatter(_plain_number))
+                lo, hi = sorted(axis.get_view_interval())
+                narrow = lo > 0 and hi / lo < 10
+                axis.set_minor_formatter(FuncFormatter(_narrow_minor_label) if narrow else NullFormatter())
 
 
 def save_figure(fig, path: str | Path) -> Path:

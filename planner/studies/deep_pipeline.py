@@ -228,7 +228,7 @@ def deep_pipeline_markdown(d: DeepPipeline, command: str) -> str:
             "",
             f"## {model}",
             "",
-            markdown_table(rows, DEEP_COLUMNS),
+            markdown_table(_shown(rows), DEEP_COLUMNS),
             "",
             f"Best over S: {best_deep['deep_max_users']:,} users with S micro-batches (S={best_deep['stages']}, "
             f"limit {best_deep['deep_binding']}) against {'at most ' if bounded else ''}{one_users.max():,} "
@@ -238,6 +238,13 @@ def deep_pipeline_markdown(d: DeepPipeline, command: str) -> str:
             _deep_reading(rows),
         ]
     return "\n".join(parts)
+
+
+def _shown(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows as the table shows them: a one-micro-batch maximum the solver did not decide reads
+    "undecided" (its search stopped on the time limit), not the 0 it records."""
+    decided = rows["one_mb_max_users_exact"].astype(bool)
+    return rows.assign(one_mb_max_users=rows["one_mb_max_users"].astype(object).where(decided, "undecided"))
 
 
 def _deep_reading(rows: pd.DataFrame) -> str:

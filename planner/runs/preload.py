@@ -1,0 +1,10 @@
+"""What the worker processes' fork server imports once (planner.runs.executor.PRELOAD): everything a
+case needs (run_case, the solver, the plan metrics, the unit registry), so each forked worker starts with
+it loaded. Importing this module is all it does."""
+
+from planner.core.units import parse_quantity
+from planner.placement import solve  # noqa: F401  (imported for the workers)
+from planner.plans import metrics  # noqa: F401
+from planner.runs import cache  # noqa: F401
+
+parse_quantity("1 W", "watts")  # builds the pint registry once, in the server
