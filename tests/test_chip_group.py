@@ -8,6 +8,7 @@ and the model's shape, written out here, not from planner.cost.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 
@@ -86,10 +87,32 @@ def test_default_core_split_keeps_each_part_under_a_tenth_of_a_group():
     for tenths in range(1, 10 * MAX_CORE_PARTS // KV_PARTS_PER_GROUP + 1):
         kv = tenths / 10 * hbm4_group * (1 - 1e-6)
         assert kv / core_parts(kv, hbm4_group) <= hbm4_group / KV_PARTS_PER_GROUP, tenths
-    window = load_model("gemma-2-9b")  # sliding layers hold 4,096 tokens; the global ones set the size
-    assert layer_kv_bytes(window.graph, 1, 8192) == max(
-        d["kv_bytes_per_token"] * 8192 for _, d in window.graph.nodes(data=True)
-    )
+    # Phi-3-mini: every layer a 2,047-token sliding window of 32 KV heads x 96 x 2 x 2 B = 12,288 B
+    assert layer_kv_bytes(load_model("phi-3-mini-4k").graph, 1, 8192) == 12_288 * 2_047
+
+
+def test_the_automatic_split_sizes_cores_from_the_instance_and_searches_fix_them():
+    """Through resolve: the shipped Llama sram-pipeline instance (2,048 users, novel KV DRAM) gets the 3
+    core parts computed by hand above; a capacity search fixes the parts of its capacity bound for every
+    probe (with_core_parts_fixed), so each probe solves one graph; core_parts with a split by kind is
+    refused with the fix."""
+    from planner.core.errors import PlannerInputError
+    from planner.problem.instance import load_instance
+    from planner.problem.problem import resolve
+    from planner.studies.capacity import capacity_bound_users, spec_with_users, with_core_parts_fixed
+
+    shipped = load_instance("instances/llama-3.1-70b_sram-pipeline_novel-kv-dram.yaml")
+    assert resolve(shipped).granularity.core == 3
+    bound = capacity_bound_users(shipped)
+    fixed = with_core_parts_fixed(spec_with_users(shipped, bound))
+    # the bound's layer KV: bound x 16.78 MB over the group's 130 GB; ceil(10 x that), at most 16
+    expected = min(16, math.ceil(10 * bound * 4096 * 4096 / (8 * (16e9 + 256e6))))
+    assert fixed.core_parts == expected and resolve(spec_with_users(fixed, 1)).granularity.core == expected
+    with pytest.raises(PlannerInputError, match="core_parts"):
+        spec_from_flags(
+            model="llama-3.1-8b", hardware="sram-pipeline", max_groups=4, users=1, context=64,
+            min_tokens_per_s=1, split={"core": 2}, core_parts=4,
+        )  # fmt: skip
 
 
 def test_overlapping_units_cycle_is_the_busiest_resource_not_the_sum():

@@ -196,7 +196,14 @@ def test_a_plan_made_with_other_sub_layer_parts_says_so(problem, tmp_path):
     )
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "made with sub-layer parts core=2 (figures.granularity)" in " ".join(result.output.split())
-    assert "split: {core: 2}" in " ".join(result.output.split())
+    assert "instance.split to {core: 2}" in " ".join(result.output.split())
+    whole = solve_problem(problem)  # the other way round: made whole, read with the cores in 2 parts
+    assert set(whole.figures["granularity"].values()) == {1}
+    cores = whole.model_copy(update={"instance": problem.spec.model_copy(update={"core_parts": 2})})
+    result = runner.invoke(
+        app, ["plot", str(cores.save(tmp_path / "c.yaml")), "--out", str(tmp_path / "c.png")]
+    )
+    assert result.exit_code == 2 and "instance.split to none" in " ".join(result.output.split())
     given_back = runner.invoke(
         app, ["plot", str(plan.save(tmp_path / "p.yaml")), "--out", str(tmp_path / "p.png")]
     )

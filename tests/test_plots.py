@@ -88,15 +88,17 @@ def test_plot_writes_a_png(tmp_path):
 def test_a_log_axis_under_a_decade_still_has_numbered_ticks(tmp_path):
     """results/deep_pipeline.png's Llama panel spans 0.17-0.22 J/token: a log axis there has no major
     tick in view, so before this its y axis carried no number at all. Now the minor ticks at 2, 3 and 5
-    x a power of ten are labelled: 0.2 here (and 20,000 / 30,000 on an x axis from 15,000 to 40,000);
-    a wide axis keeps only its decades."""
+    x a power of ten are labelled: 0.2 here (and 20,000 / 30,000 on an x axis from 15,000 to 40,000),
+    every minor tick on an axis from 0.62 to 0.88 (none of 2, 3, 5 there); a wide axis keeps only its
+    decades."""
     import matplotlib.pyplot as plt
 
     from planner.render.plots import save_figure
 
-    fig, (narrow, wide) = plt.subplots(1, 2)
+    fig, (narrow, wide, high) = plt.subplots(1, 3)
     narrow.loglog([15_000, 40_000], [0.17, 0.22])
     wide.loglog([1, 300], [2, 300])
+    high.loglog([1, 300], [0.62, 0.88])  # 0.6 .. 0.9 only: no 2, 3 or 5 in view, so all are labelled
     save_figure(fig, tmp_path / "f.png")  # labels are set while saving; the figure is closed after
     fig.canvas.draw()
 
@@ -107,3 +109,4 @@ def test_a_log_axis_under_a_decade_still_has_numbered_ticks(tmp_path):
     assert {"20,000", "30,000"} <= labels(narrow.xaxis)
     assert {"10", "100"} <= labels(wide.yaxis)
     assert not {"3", "20", "30", "50"} & (labels(wide.xaxis) | labels(wide.yaxis))
+    assert {"0.7", "0.8"} <= labels(high.yaxis)

@@ -203,18 +203,19 @@ def test_deep_pipeline_study_on_a_small_model(tmp_path):
 
 
 def test_deep_pipeline_table_says_undecided_not_zero():
-    """A one-micro-batch search that stopped on its time limit records 0 users and exact = False; the
-    table shows "undecided" there (results/deep_pipeline.md had printed 0), a decided row its number."""
+    """A one-micro-batch search that stopped on its time limit records exact = False and the users it
+    proved (0: none); the table shows "undecided" for 0 (results/deep_pipeline.md had printed 0), ">= N"
+    for a proven N, and a decided row its number."""
     from planner.render.markdown import markdown_table
     from planner.studies.deep_pipeline import DEEP_COLUMNS, _shown
 
-    rows = pd.DataFrame({c: [1, 2] for c, _ in DEEP_COLUMNS}).assign(
-        one_mb_max_users=[0, 5], one_mb_max_users_exact=[False, True]
+    rows = pd.DataFrame({c: [1, 2, 3] for c, _ in DEEP_COLUMNS}).assign(
+        one_mb_max_users=[0, 5, 7], one_mb_max_users_exact=[False, True, False]
     )
     table = markdown_table(_shown(rows), DEEP_COLUMNS).splitlines()
     header = [h.strip() for h in table[0].strip("|").split("|")]
     column = header.index("max users, 1 micro-batch")
-    assert [line.strip("|").split("|")[column].strip() for line in table[2:]] == ["undecided", "5"]
+    assert [line.strip("|").split("|")[column].strip() for line in table[2:]] == ["undecided", "5", ">= 7"]
 
 
 def test_one_micro_batch_users_bound_by_hand():

@@ -149,6 +149,16 @@ Split = Annotated[
         "kind (ffn=4,core=8,qkv=2,o=2,embed=4,lm_head=4,moe=8)",
     ),
 ]
+CoreParts = Annotated[
+    int | None,
+    option(
+        "--core-parts",
+        metavar="N",
+        min=1,
+        help="parts of each attention core under an automatic split (default: from the users and the "
+        "group's memory; `planner capacity` prints the N its probes used)",
+    ),
+]
 WeightTiers = Annotated[
     str | None,
     option(

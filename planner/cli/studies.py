@@ -135,6 +135,12 @@ def capacity_command(
         highlight=False,
         soft_wrap=True,
     )
+    if facts["core_parts"]:
+        console.print(
+            f"attention cores in {facts['core_parts']} parts for every probe (the automatic split at the "
+            f"capacity bound; `planner solve` reproduces a probe with --core-parts {facts['core_parts']})",
+            highlight=False,
+        )
     console.print(
         f"{len(facts['probes'])} solves: "
         + ", ".join(f"{u:,}{'+' if ok else '-'}" for u, ok in facts["probes"])

@@ -81,16 +81,15 @@ def granularity_for_part_bytes(graph: nx.DiGraph, part_bytes: float, core_parts:
 
 
 def auto_granularity(
-    graph: nx.DiGraph, fast_tier_bytes: float, group_bytes: float, max_groups: int, layer_kv_bytes: float
+    graph: nx.DiGraph, fast_tier_bytes: float, group_bytes: float, max_groups: int, core: int
 ) -> Granularity:
     """The default split (design rule, stated in the plan): parts of at most half a group's fastest tier
     when all the weights fit in the fastest tiers of `max_groups` groups (so a part never blocks the fast
-    tier), else of half a group's total capacity; and each attention core in core_parts(layer_kv_bytes,
-    group_bytes) parts."""
+    tier), else of half a group's total capacity; each attention core in `core` parts (core_parts)."""
     weights = sum(d["weight_bytes"] for _, d in graph.nodes(data=True))
     fits_fast = weights <= max_groups * fast_tier_bytes
     part_bytes = (fast_tier_bytes if fits_fast else group_bytes) / 2
-    return granularity_for_part_bytes(graph, part_bytes, core_parts(layer_kv_bytes, group_bytes))
+    return granularity_for_part_bytes(graph, part_bytes, core)
 
 
 def layer_kv_bytes(graph: nx.DiGraph, users: int, context: int) -> float:
@@ -116,9 +115,10 @@ def core_parts(layer_kv_bytes: float, group_bytes: float) -> int:
     of about 2,600 nodes, the size of the placement core's 60 s scale target. Past the KV-head count the
     parts split by users (planner.model.split._attention_parts).
 
-    The parts grow with the users (never shrink), so each users count is solved with its own split, the
-    one `planner solve` uses at that count; the capacity search's maximum is exact for this rule
-    (feasible at max, infeasible at max + 1, each probe split as a solve at that count would be)."""
+    The parts follow the users and the memory, so a search over either would probe different graphs and
+    feasibility need not be monotone (finer parts can pack better). The capacity search therefore fixes
+    the core parts for all its probes at its upper bound on the users (InstanceSpec.core_parts; the
+    finest split it needs), and the memory-size search at its first guess of the capacity."""
     if group_bytes <= 0 or layer_kv_bytes <= 0:
         return 1
     wanted = math.ceil(KV_PARTS_PER_GROUP * layer_kv_bytes / group_bytes - 1e-9)

@@ -105,6 +105,13 @@ class InstanceSpec(_Strict):
         default="auto",
         description="sub-layer parts: auto, none, the most weight bytes per part ('16 MB'), or parts per kind",
     )
+    core_parts: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="parts of each attention core under an automatic split (default: planner.model.split."
+        "core_parts, from the instance's users); the capacity and memory-size searches fix it for all probes",
+    )
     max_chip_power: Literal["tdp", "none"] | Watts = Field(
         default="tdp", description="per-chip power limit: the chip's TDP (default), none, or watts"
     )
@@ -130,6 +137,15 @@ class InstanceSpec(_Strict):
         if isinstance(v, float) and v <= 0:
             raise ValueError("split: the bytes per part must be positive, e.g. '16 MB'")
         return v
+
+    @model_validator(mode="after")
+    def _core_parts_with_an_automatic_split(self) -> InstanceSpec:
+        if self.core_parts is not None and not (self.split == "auto" or isinstance(self.split, float)):
+            raise ValueError(
+                f"core_parts ({self.core_parts}) applies to an automatic split; with split "
+                f"{self.split!r} give the core's parts in split (e.g. {{core: {self.core_parts}, ...}})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _stages_within_groups(self) -> InstanceSpec:

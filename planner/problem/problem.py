@@ -211,12 +211,15 @@ def _granularity(spec: InstanceSpec, model: Model, hw: Hardware, tiers: tuple[st
     if isinstance(split, dict):
         return Granularity(**split)
     group_bytes = sum(hw.tier(t).capacity_bytes for t in tiers) * hw.chips_per_group
-    kv = layer_kv_bytes(model.graph, spec.workload.users, spec.workload.context)
+    kv_bytes = sum(hw.tier(t).capacity_bytes for t in (spec.kv_tiers or tiers)) * hw.chips_per_group
+    core = spec.core_parts or core_parts(
+        layer_kv_bytes(model.graph, spec.workload.users, spec.workload.context), kv_bytes
+    )
     if isinstance(split, float):
-        return granularity_for_part_bytes(model.graph, split, core_parts(kv, group_bytes))
+        return granularity_for_part_bytes(model.graph, split, core)
     fastest = max((hw.tier(t) for t in tiers), key=lambda t: t.bw_bytes_per_s)
     return auto_granularity(
-        model.graph, fastest.capacity_bytes * hw.chips_per_group, group_bytes, spec.max_groups, kv
+        model.graph, fastest.capacity_bytes * hw.chips_per_group, group_bytes, spec.max_groups, core
     )
 
 

@@ -38,12 +38,19 @@ def _plain_number(v: float, _=None) -> str:
     return f"{v:,.0f}" if v >= 1 else f"{v:g}"
 
 
-def _narrow_minor_label(v: float, _=None) -> str:
+def _mantissa(v: float) -> float:
+    return round(v / 10 ** math.floor(math.log10(v)), 6)
+
+
+def _label_235(v: float, _=None) -> str:
     """Minor ticks 2, 3 and 5 x a power of ten, labelled (the others blank)."""
-    if v <= 0:
-        return ""
-    mantissa = round(v / 10 ** math.floor(math.log10(v)), 6)
-    return _plain_number(v) if mantissa in (2.0, 3.0, 5.0) else ""
+    return _plain_number(v) if v > 0 and _mantissa(v) in (2.0, 3.0, 5.0) else ""
+
+
+def _minor_in_view(lo: float, hi: float) -> list[float]:
+    """The log axis' minor tick positions (2..9 x a power of ten) within [lo, hi]."""
+    first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    return [m * 10.0**e for e in range(first, last + 1) for m in range(2, 10) if lo <= m * 10.0**e <= hi]
 
 
 def _plain_log_ticks(fig) -> None:
@@ -57,8 +64,12 @@ def _plain_log_ticks(fig) -> None:
             if scale == "log":
                 axis.set_major_formatter(FuncFormatter(_plain_number))
                 lo, hi = sorted(axis.get_view_interval())
-                narrow = lo > 0 and hi / lo < 10
-                axis.set_minor_formatter(FuncFormatter(_narrow_minor_label) if narrow else NullFormatter())
+                if not (lo > 0 and hi / lo < 10):
+                    axis.set_minor_formatter(NullFormatter())
+                    continue
+                in_view = _minor_in_view(lo, hi)  # a narrow axis: label 2, 3 and 5, or all if none shows
+                some_235 = any(_mantissa(v) in (2.0, 3.0, 5.0) for v in in_view)
+                axis.set_minor_formatter(FuncFormatter(_label_235 if some_235 else _plain_number))
 
 
 def save_figure(fig, path: str | Path) -> Path:

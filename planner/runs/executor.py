@@ -40,16 +40,6 @@ def worker_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
-def start_worker_server() -> None:
-    """Start the fork server now, so its import of the planner runs beside the caller's own start-up
-    (loading the sweep, the model, the hardware) rather than after it. Does nothing without one."""
-    context = worker_context()
-    if context.get_start_method() == "forkserver":
-        from multiprocessing import forkserver
-
-        forkserver.ensure_running()
-
-
 class WorkerPool(cf.ProcessPoolExecutor):
     """Worker processes (worker_context) that import the planner and never the caller's `__main__`.
 

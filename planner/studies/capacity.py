@@ -86,7 +86,12 @@ class CapacityResult:
             "explanation": above.get("explanation", f"searched up to {MAX_USERS:,} users"),
             "exact": self.exact,
             "probes": [list(p) for p in self.probes],
+            "core_parts": getattr(self._probed(), "core_parts", None),  # fixed for every probe
         }
+
+    def _probed(self):
+        """The instance every probe solved (its users aside)."""
+        return next((r.spec for r in (self.at_max, self.above) if r is not None), None)
 
 
 def search_max_users(
@@ -163,6 +168,16 @@ def spec_with_users(spec: InstanceSpec, users: int) -> InstanceSpec:
     return spec.model_copy(update={"workload": spec.workload.model_copy(update={"users": users})})
 
 
+def with_core_parts_fixed(spec: InstanceSpec) -> InstanceSpec:
+    """`spec` with its attention cores' parts fixed (InstanceSpec.core_parts) at what the automatic split
+    gives at `spec`'s own workload, so that a search that changes the users or the memory probes one graph
+    (planner.model.split.core_parts says why it must). Unchanged when the split is not automatic or the
+    parts are already fixed."""
+    if spec.core_parts is not None or not (spec.split == "auto" or isinstance(spec.split, float)):
+        return spec
+    return spec.model_copy(update={"core_parts": resolve(spec).granularity.core})
+
+
 def max_users(
     spec: InstanceSpec,
     cache: str | Path | Cache | None = None,
@@ -178,8 +193,10 @@ def max_users(
     `cache` (a directory, or a Cache) keeps every solve, so a repeated or interrupted search costs nothing twice.
     """
     store = cache if isinstance(cache, Cache) or cache is None else Cache(cache)
+    bound = max(1, capacity_bound_users(spec))
     if start is None:
-        start = max(1, capacity_bound_users(spec))
+        start = bound
+    spec = with_core_parts_fixed(spec_with_users(spec, bound))  # one graph for every probe: the finest
 
     def oracle(users: int) -> CaseResult:  # the verdict only: the reason is asked for at U* + 1 alone
         result = solve_case(spec_with_users(spec, users), store, explain=False)

@@ -242,9 +242,15 @@ def deep_pipeline_markdown(d: DeepPipeline, command: str) -> str:
 
 def _shown(rows: pd.DataFrame) -> pd.DataFrame:
     """The rows as the table shows them: a one-micro-batch maximum the solver did not decide reads
-    "undecided" (its search stopped on the time limit), not the 0 it records."""
+    ">= N" when its search proved N feasible before a time limit stopped it, "undecided" when it proved
+    nothing (not the 0 it records)."""
     decided = rows["one_mb_max_users_exact"].astype(bool)
-    return rows.assign(one_mb_max_users=rows["one_mb_max_users"].astype(object).where(decided, "undecided"))
+    users = rows["one_mb_max_users"]
+    shown = [
+        u if ok else (f">= {int(u):,}" if u > 0 else "undecided")
+        for u, ok in zip(users, decided, strict=True)
+    ]
+    return rows.assign(one_mb_max_users=pd.Series(shown, index=rows.index, dtype=object))
 
 
 def _deep_reading(rows: pd.DataFrame) -> str:

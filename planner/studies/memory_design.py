@@ -280,6 +280,11 @@ def size_memory(
         raise PlannerInputError("--tolerance", [f"{tolerance:g}: give a relative tolerance in (0, 1)"])
     store = cache if isinstance(cache, Cache) or cache is None else Cache(cache)
     guesses = closed_form_sizes(spec)
+    from planner.studies.capacity import with_core_parts_fixed
+
+    guessed = design_memory(guesses["capacity"], UNLIMITED_BANDWIDTH, like, energy_pj_per_bit)
+    fixed = with_core_parts_fixed(with_memory(spec, guessed)).core_parts
+    spec = spec if fixed is None else spec.model_copy(update={"core_parts": fixed})  # one graph per probe
 
     def solve(capacity: float, bandwidth: float, explain: bool = False) -> CaseResult:
         memory = design_memory(capacity, bandwidth, like, energy_pj_per_bit)
