@@ -192,3 +192,30 @@ def test_one_micro_batch_in_flight_matches_exhaustive_and_the_evaluator():
     exhaustive = one.model_copy(update={"solver": one.solver.model_copy(update={"method": "exhaustive"})})
     reference = solve_problem(load_problem(exhaustive))
     assert all_s.solver.objective == pytest.approx(reference.solver.objective, rel=1e-6)
+
+
+def test_time_limit_while_pricing_the_walk_is_a_time_limit_not_an_error(monkeypatch):
+    """One micro-batch in flight makes every S walk-bound, so solve_stage prices the walk's slices after
+    the cycle search. When the time limit strikes there (build_arcs raises TimeUp on its walk call, as the
+    deep-pipeline study's 560-stage one-micro-batch case did), the S ends on its time limit with the
+    cycle search's plan, not as an error row ("TimeUp: ")."""
+    from planner.placement.search import TimeUp
+
+    problem = load_problem(spec_from_flags(
+        model="llama-3.1-8b", hardware="sram-pipeline", chips_per_group=4, max_groups=3, users=16,
+        context=2048, min_tokens_per_s=20, micro_batches=1, stages=3,
+    ))  # fmt: skip
+    real = solve_module.build_arcs
+    calls = []
+
+    def walk_times_out(pricing, deadline=float("inf")):
+        calls.append(pricing)
+        if len(calls) > 1:  # the first call prices the cycle search's slices, the second the walk's
+            raise TimeUp
+        return real(pricing, deadline)
+
+    monkeypatch.setattr(solve_module, "build_arcs", walk_times_out)
+    run = solve_module.solve_stage(problem, 3, "milp", 60.0, 1e-4, None)
+    assert len(calls) == 2, "the stage must be walk-bound for this test to reach the walk"
+    assert run.solution.status in ("time_limit", "optimal"), run.solution.message
+    assert run.solution.status != "error" and run.solution.groups is not None

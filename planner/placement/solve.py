@@ -204,7 +204,11 @@ def _walk_bound(problem, cycle: StageRun, bound, rel_gap, cutoff, time_limit, de
     stages, m, es = d.stages, d.micro_batches, d.energy_unit_j
     t1 = time.perf_counter()
     walk = Pricing(walk_data(d))
-    warcs = build_arcs(walk, deadline)
+    try:
+        warcs = build_arcs(walk, deadline)
+    except TimeUp:  # the time limit struck while pricing the walk's slices: the cycle search's plan stands
+        warcs = None
+    timed_out = warcs is None
     lower = [bound * es]
     if cycle.solution.best_bound is not None and cycle.solution.status in ("optimal", "pruned", "infeasible"):
         lower.append(
@@ -215,7 +219,7 @@ def _walk_bound(problem, cycle: StageRun, bound, rel_gap, cutoff, time_limit, de
         priced, violations = _evaluated(problem, cycle.solution, cycle.solution.cycle_s)
         if not violations:
             plans.append(priced)
-    if len(warcs):
+    if warcs is not None and len(warcs):
         search = WalkSearch(walk, warcs)
         path, lats, value, dual = search.run(walk.d.static_e, walk.d.walk_max, rel_gap)
         lower.append(dual * es)
@@ -233,13 +237,13 @@ def _walk_bound(problem, cycle: StageRun, bound, rel_gap, cutoff, time_limit, de
             priced, violations = _evaluated(problem, sol, walk_s / m)
             if not violations:
                 plans.append(priced)
-    elif not plans:
+    elif not plans and not timed_out:
         lower.append(math.inf)  # no slice fits within the floor's period: infeasible
     best_bound = max(lower)
     solve_s = time.perf_counter() - t1
     best = min(plans, key=lambda s: s.objective, default=None)
     if best is not None and (best.objective - best_bound) <= rel_gap * best.objective:
-        msg = f"walk-bound S: cycle and walk relaxations, {len(warcs)} walk arcs; {cycle.solution.message}"
+        msg = f"walk-bound S: cycle and walk relaxations, {len(warcs or ())} walk arcs; {cycle.solution.message}"
         return StageRun(
             dataclasses.replace(best, status="optimal", best_bound=min(best_bound, best.objective),
                                 gap=max(0.0, (best.objective - best_bound) / best.objective), build_s=build_s,
@@ -251,7 +255,7 @@ def _walk_bound(problem, cycle: StageRun, bound, rel_gap, cutoff, time_limit, de
         return StageRun(empty(stages, m, "infeasible", msg, build_s=build_s, solve_s=solve_s))
     if cutoff is not None and best_bound >= cutoff:
         return StageRun(empty(stages, m, "pruned", "no better than the cutoff", best_bound=best_bound))
-    if len(cycle.arcs or ()) <= MILP_FALLBACK_ARCS:  # close the gap with the formulation of record
+    if not timed_out and len(cycle.arcs or ()) <= MILP_FALLBACK_ARCS:  # close the gap: formulation of record
         run = _milp_run(
             problem, cycle.pricing, cycle.arcs, bound, time_limit, deadline, rel_gap, cutoff, build_s
         )
