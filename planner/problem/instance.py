@@ -12,6 +12,7 @@ An instance file (instances/*.yaml):
     weight_tiers: [sram]            # optional: tiers the weights may use (default: all allowed tiers)
     kv_tiers: null                  # optional: tiers the KV cache may use
     split: auto                     # optional: sub-layer parts: auto | none | "16 MB" | {ffn: 4, core: 8, ...}
+    core_parts: null                # optional, automatic splits: attention core parts (default: from users)
     max_chip_power: tdp             # optional: per-chip power limit: tdp (default) | none | "350 W"
     max_power: null                 # optional: power budget of the whole pipeline, e.g. "1.2 MW"
     workload: {users: 1024, context: 4096, min_tokens_per_s: 20, weight_dtype: bf16, kv_dtype: bf16}

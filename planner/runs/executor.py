@@ -32,7 +32,11 @@ def worker_context() -> multiprocessing.context.BaseContext:
     worker from itself: a worker starts in milliseconds with the planner loaded, instead of importing it
     for ~1.5 s. Plain fork from the caller is not used: the caller may already run threads (HiGHS'
     scheduler after an earlier solve in a notebook, rich's refresh thread), and a forked child inherits
-    their locks but not the threads (Python 3.12 warns about it, 3.14 no longer forks by default)."""
+    their locks but not the threads (Python 3.12 warns about it, 3.14 no longer forks by default).
+
+    The server lives as long as the calling process and keeps the planner code it imported: a notebook
+    that reloads an edited planner module (autoreload) must restart its kernel before workers see the
+    edit (the parent's cache key would already name the new code)."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(list(PRELOAD))
