@@ -211,9 +211,10 @@ def _structure_violations(problem: Problem, plan: Plan) -> tuple[list[str], list
     unknown = [n for n in count if n not in known]
     made_with = plan.figures.get("granularity")
     if (unknown or len(placed) != len(nodes)) and made_with and made_with != problem.granularity.as_dict():
-        given = f"{{{_parts(made_with, ': ')}}}" if _parts(made_with) != "none" else "none"
+        parts = _parts(made_with)
+        given = f"{{{_parts(made_with, ': ')}}}" if parts != "none" else "none"
         blocking.append(
-            f"made with sub-layer parts {_parts(made_with)} (figures.granularity), but this version splits "
+            f"made with sub-layer parts {parts} (figures.granularity), but this version splits "
             f"its instance into {_parts(problem.granularity.as_dict())}: solve the instance again, or set "
             f"the plan's own instance.split to {given}"
         )

@@ -139,9 +139,15 @@ class InstanceSpec(_Strict):
             raise ValueError("split: the bytes per part must be positive, e.g. '16 MB'")
         return v
 
+    @property
+    def automatic_split(self) -> bool:
+        """The split is chosen by the planner's rule ('auto', or the most bytes per part), so
+        `core_parts` may fix its cores."""
+        return self.split == "auto" or isinstance(self.split, float)
+
     @model_validator(mode="after")
     def _core_parts_with_an_automatic_split(self) -> InstanceSpec:
-        if self.core_parts is not None and not (self.split == "auto" or isinstance(self.split, float)):
+        if self.core_parts is not None and not self.automatic_split:
             raise ValueError(
                 f"core_parts ({self.core_parts}) applies to an automatic split; with split "
                 f"{self.split!r} give the core's parts in split (e.g. {{core: {self.core_parts}, ...}})"

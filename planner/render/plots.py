@@ -47,10 +47,10 @@ def _label_235(v: float, _=None) -> str:
     return _plain_number(v) if v > 0 and _mantissa(v) in (2.0, 3.0, 5.0) else ""
 
 
-def _minor_in_view(lo: float, hi: float) -> list[float]:
-    """The log axis' minor tick positions (2..9 x a power of ten) within [lo, hi]."""
+def _any_in_view(lo: float, hi: float, mantissas: Sequence[int]) -> bool:
+    """Whether a log axis from lo to hi shows a tick at one of `mantissas` x a power of ten."""
     first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
-    return [m * 10.0**e for e in range(first, last + 1) for m in range(2, 10) if lo <= m * 10.0**e <= hi]
+    return any(lo <= m * 10.0**e <= hi for e in range(first, last + 1) for m in mantissas)
 
 
 def _plain_log_ticks(fig) -> None:
@@ -67,8 +67,7 @@ def _plain_log_ticks(fig) -> None:
                 if not (lo > 0 and hi / lo < 10):
                     axis.set_minor_formatter(NullFormatter())
                     continue
-                in_view = _minor_in_view(lo, hi)  # a narrow axis: label 2, 3 and 5, or all if none shows
-                some_235 = any(_mantissa(v) in (2.0, 3.0, 5.0) for v in in_view)
+                some_235 = _any_in_view(lo, hi, (2, 3, 5))  # a narrow axis: label 2, 3 and 5, or all
                 axis.set_minor_formatter(FuncFormatter(_label_235 if some_235 else _plain_number))
 
 

@@ -173,7 +173,7 @@ def with_core_parts_fixed(spec: InstanceSpec) -> InstanceSpec:
     gives at `spec`'s own workload, so that a search that changes the users or the memory probes one graph
     (planner.model.split.core_parts says why it must). Unchanged when the split is not automatic or the
     parts are already fixed."""
-    if spec.core_parts is not None or not (spec.split == "auto" or isinstance(spec.split, float)):
+    if spec.core_parts is not None or not spec.automatic_split:
         return spec
     return spec.model_copy(update={"core_parts": resolve(spec).granularity.core})
 

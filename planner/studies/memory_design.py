@@ -283,8 +283,8 @@ def size_memory(
     from planner.studies.capacity import with_core_parts_fixed
 
     guessed = design_memory(guesses["capacity"], UNLIMITED_BANDWIDTH, like, energy_pj_per_bit)
-    fixed = with_core_parts_fixed(with_memory(spec, guessed)).core_parts
-    spec = spec if fixed is None else spec.model_copy(update={"core_parts": fixed})  # one graph per probe
+    fixed = with_core_parts_fixed(with_memory(spec, guessed)).core_parts  # one graph for every probe
+    spec = spec.model_copy(update={"core_parts": fixed})
 
     def solve(capacity: float, bandwidth: float, explain: bool = False) -> CaseResult:
         memory = design_memory(capacity, bandwidth, like, energy_pj_per_bit)
