@@ -115,6 +115,28 @@ def test_the_automatic_split_sizes_cores_from_the_instance_and_searches_fix_them
         )  # fmt: skip
 
 
+def test_a_fixed_stage_count_gets_a_split_with_at_least_as_many_nodes():
+    """A fixed S puts at least one node on each stage, so the automatic split refines its weight parts
+    until it has S nodes (split.auto_granularity). DeepSeek-V3 on one-chip sram-pipeline groups with one
+    user keeps whole nodes: embed + 61 layers x (attention + FFN or MoE) + LM head = 124. At S = 160 the
+    part size is halved once: the MoE layers (58 of 61; 256 experts of 44 MB at fp8) split in 2, 124 + 58
+    = 182 >= 160. At S = 560 more halvings split them in 11: 124 + 58 x 10 = 704 >= 560. Enumerated S
+    (none fixed) keeps the 124-node split; node_count matches the split graph's nodes."""
+    from planner.model.split import node_count
+    from planner.problem.problem import resolve
+
+    def resolved(stages):
+        return resolve(spec_from_flags(
+            model="deepseek-v3", hardware="sram-pipeline", kv_memory="hbm3e", chips_per_group=1,
+            max_groups=560, users=1, context=4096, min_tokens_per_s=20, stages=stages,
+        ))  # fmt: skip
+
+    for stages, moe, nodes in ((None, 1, 124), (64, 1, 124), (160, 2, 182), (560, 11, 704)):
+        problem = resolved(stages)
+        assert (problem.granularity.moe, problem.graph.number_of_nodes()) == (moe, nodes), stages
+        assert node_count(load_model("deepseek-v3").graph, problem.granularity) == nodes
+
+
 def test_overlapping_units_cycle_is_the_busiest_resource_not_the_sum():
     """One layer in one group: the attention unit runs the attention's context phase, the MAC unit the
     projections and the FFN.

@@ -80,16 +80,42 @@ def granularity_for_part_bytes(graph: nx.DiGraph, part_bytes: float, core_parts:
     return Granularity(**parts)
 
 
+MAX_REFINEMENTS = 16  # halvings of the part size tried to give a fixed S enough nodes (2^16 x finer)
+
+
+def node_count(graph: nx.DiGraph, g: Granularity) -> int:
+    """Nodes of `split_graph(graph, g)`, counted without building it."""
+    count = 0
+    for _, d in graph.nodes(data=True):
+        if d["kind"] == "attn":
+            count += g.qkv + g.core + g.o if g.splits_attention else 1
+        else:
+            count += getattr(g, d["kind"], 1)
+    return count
+
+
 def auto_granularity(
-    graph: nx.DiGraph, fast_tier_bytes: float, group_bytes: float, max_groups: int, core: int
-) -> Granularity:
+    graph: nx.DiGraph, fast_tier_bytes: float, group_bytes: float, max_groups: int, core: int,
+    stages: int | None = None,
+) -> Granularity:  # fmt: skip
     """The default split (design rule, stated in the plan): parts of at most half a group's fastest tier
     when all the weights fit in the fastest tiers of `max_groups` groups (so a part never blocks the fast
-    tier), else of half a group's total capacity; each attention core in `core` parts (core_parts)."""
+    tier), else of half a group's total capacity; each attention core in `core` parts (core_parts).
+
+    With a fixed number of stages S (`stages`), every stage holds at least one node, so a split with
+    fewer than S nodes could not be placed at all. The part size is then halved until the split has at
+    least S nodes (design rule: finer weight parts, not more core parts, because the weights set most of
+    a stage's time; at most MAX_REFINEMENTS halvings, after which the solve reports too few nodes)."""
     weights = sum(d["weight_bytes"] for _, d in graph.nodes(data=True))
     fits_fast = weights <= max_groups * fast_tier_bytes
     part_bytes = (fast_tier_bytes if fits_fast else group_bytes) / 2
-    return granularity_for_part_bytes(graph, part_bytes, core)
+    g = granularity_for_part_bytes(graph, part_bytes, core)
+    for _ in range(MAX_REFINEMENTS if stages else 0):
+        if node_count(graph, g) >= stages:
+            break
+        part_bytes /= 2
+        g = granularity_for_part_bytes(graph, part_bytes, core)
+    return g
 
 
 def layer_kv_bytes(graph: nx.DiGraph, users: int, context: int) -> float:

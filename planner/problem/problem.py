@@ -219,8 +219,9 @@ def _granularity(spec: InstanceSpec, model: Model, hw: Hardware, tiers: tuple[st
         return granularity_for_part_bytes(model.graph, split, core)
     fastest = max((hw.tier(t) for t in tiers), key=lambda t: t.bw_bytes_per_s)
     return auto_granularity(
-        model.graph, fastest.capacity_bytes * hw.chips_per_group, group_bytes, spec.max_groups, core
-    )
+        model.graph, fastest.capacity_bytes * hw.chips_per_group, group_bytes, spec.max_groups, core,
+        spec.solver.stages,
+    )  # fmt: skip
 
 
 def build(spec: InstanceSpec, model: Model, base_hw: Hardware, tiers: tuple[str, ...] | None = None,
