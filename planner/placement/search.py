@@ -61,6 +61,7 @@ class Pricing:
     t_min: list[float] = field(default_factory=list)
     frontiers: dict[int, Frontier] = field(default_factory=dict)
     memo: dict[tuple, tuple[int, float]] = field(default_factory=dict)
+    priced: list[tuple | None] = field(default_factory=list)  # type k: (its SliceLP, x at t_min, basis)
     lp_solves: int = 0
 
     def __post_init__(self):
@@ -79,12 +80,13 @@ class Pricing:
             view = SliceView(d, counts.copy(), sc, send, d.hop, link)
             lp = SliceLP(view, self.highs)
             self.lp_solves += 1
-            t_min, _ = lp.min_time()
+            t_min, x = lp.min_time()
             k = -1
             if t_min <= d.t_max:
                 k = len(self.views)
                 self.views.append(view)
                 self.t_min.append(t_min)
+                self.priced.append((lp, x, lp.basis()))
             self.memo[key] = (k, t_min - self.hop_allowance(send, link))
         return self.memo[key]
 
@@ -99,11 +101,14 @@ class Pricing:
         return extra
 
     def frontier(self, k: int) -> Frontier:
+        """Type k's frontier, continued from its least-cycle solve in type_of (its LP, solution and
+        basis kept there: nothing is built or solved twice)."""
         if k not in self.frontiers:
-            lp = SliceLP(self.views[k], self.highs)
+            lp, x, basis = self.priced[k]
+            lp.load(basis)
             self.lp_solves += 1
-            _, x = lp.min_time()
             self.frontiers[k] = lp.frontier(x)
+            self.priced[k] = None
         return self.frontiers[k]
 
 

@@ -154,7 +154,18 @@ class SliceLP:
         self.row_energy = len(lp_rows)
         lp_rows.append((ecols.tolist(), self.energy_cost[ecols].tolist(), -INF, INF))
         self.h = highs
-        pass_lp(highs, self.time_cost, lo, hi, lp_rows)
+        self._model = (self.time_cost, lo, hi, lp_rows)
+        self.load()
+
+    def load(self, basis: highspy.HighsBasis | None = None) -> None:
+        """(Re)pass this LP to its HiGHS object, which other slices' LPs share, optionally from a basis
+        saved with `basis()` (the solver then resumes where this LP's last solve left off)."""
+        pass_lp(self.h, *self._model)
+        if basis is not None:
+            self.h.setBasis(basis)
+
+    def basis(self) -> highspy.HighsBasis:
+        return self.h.getBasis()
 
     def _solve(self, cost: np.ndarray) -> np.ndarray | None:
         h = self.h
