@@ -372,3 +372,25 @@ def test_llama_8b_every_stage_count(hardware: str, kv: str | None) -> None:
             assert run.solution.gap <= 1e-4
             assert lower_bound(d) * d.energy_unit_j <= run.solution.objective * (1 + 1e-9)
     assert feasible >= 5
+
+
+def test_a_walk_bound_plan_the_pyomo_milp_placed_is_not_placed_again(monkeypatch) -> None:
+    """Random instance 4 is walk-bound at its S (one micro-batch fewer than slots x S); with gap 0 the
+    two relaxations leave a gap, which the Pyomo MILP over the priced arcs closes (solve._milp_run). Its
+    placement is the formulation of record already, so solve_problem keeps it instead of solving a second
+    MILP at its period (that repeat was 69 of 78 s on the shipped DeepSeek-V3 instance). The plan still
+    equals the exhaustive reference."""
+    import planner.placement.solve as solve_module
+
+    problem, s = random_problem(4)
+    assert not problem.cycle_bound(s)
+    solver = problem.spec.solver.model_copy(update={"gap": 0.0, "stages": s})
+    problem = dataclasses.replace(problem, spec=problem.spec.model_copy(update={"solver": solver}))
+    assert solve_stage(problem, s, rel_gap=0.0).by_milp
+
+    def placed_twice(*args, **kwargs):
+        raise AssertionError("final_placement ran on a plan the Pyomo MILP had placed")
+
+    monkeypatch.setattr(solve_module, "final_placement", placed_twice)
+    plan = solve_module.solve_problem(problem)
+    assert plan.solver.objective == pytest.approx(exhaustive_stages(problem, s).objective, rel=REL)

@@ -177,7 +177,7 @@ def test_deep_pipeline_study_on_a_small_model(tmp_path):
     """On a GPU (one unit: a group holds one micro-batch) with S = 1, one micro-batch is the deep pipeline:
     both maxima agree exactly; deeper S serve more."""
     from planner.runs.sweep import SweepSpec
-    from planner.studies.deep_pipeline import deep_pipeline, write_deep_pipeline
+    from planner.studies.deep_pipeline import deep_pipeline, progress_total, write_deep_pipeline
 
     spec = SweepSpec(
         name="small deep pipeline",
@@ -190,7 +190,9 @@ def test_deep_pipeline_study_on_a_small_model(tmp_path):
         max_groups=4,
         stages=[1, 2, 4],
     )
-    d = deep_pipeline(spec, cache=tmp_path / "cache", workers=1)
+    steps: list[str] = []
+    d = deep_pipeline(spec, cache=tmp_path / "cache", workers=1, progress=steps.append)
+    assert len(steps) == progress_total(spec)  # the progress bar ends at 100%
     rows = d.summary.set_index("stages")
     assert rows.loc[1, "deep_max_users"] == rows.loc[1, "one_mb_max_users"] > 0
     assert rows.loc[4, "deep_max_users"] > rows.loc[1, "deep_max_users"]

@@ -46,6 +46,7 @@ class StageRun:
     search: CycleSearch | None = None
     clock: float | None = None  # scaled cycle of the incumbent
     problem: Problem | None = None  # the problem it solved (its micro-batches in flight set)
+    by_milp: bool = False  # placed by the Pyomo MILP already (_milp_run): no final placement to redo
 
 
 def _priced(problem: Problem, sol: StageSolution, clock_s: float | None) -> StageSolution:
@@ -290,7 +291,7 @@ def _milp_run(problem, pricing, arcs, bound, time_limit, deadline, rel_gap, cuto
         return StageRun(
             empty(d.stages, d.micro_batches, "pruned", "no better than the cutoff", best_bound=cutoff)
         )
-    return StageRun(sol, pricing, arcs, None, clock)
+    return StageRun(sol, pricing, arcs, None, clock, by_milp=True)
 
 
 def useful_arcs(run: StageRun, tol: float = FINAL_TOL) -> Arcs:
@@ -324,8 +325,9 @@ def final_placement(problem: Problem, run: StageRun, time_limit: float | None) -
 
     With the cycle fixed the path-form MILP is small and its relaxation nearly integral; its optimum
     equals the search's (tests check 1e-6). A walk-bound best (no cycle search) is placed the same way with
-    its period fixed, when its arcs are few enough (MILP_FALLBACK_ARCS). Should the MILP come out worse (a
-    solver tolerance), the search's placement is kept and the message says so."""
+    its period fixed, when its arcs are few enough (MILP_FALLBACK_ARCS); a walk-bound best that the Pyomo
+    MILP already placed (its gap closed by _milp_run) is not placed again (solve_problem). Should the MILP
+    come out worse (a solver tolerance), the search's placement is kept and the message says so."""
     best = run.solution
     ts = run.pricing.d.time_unit_s
     if run.search is not None:  # cycle-bound: T = Q fixed, over the arcs an optimal path can use
@@ -484,7 +486,7 @@ def solve_problem(problem: Problem, progress: Progress | None = None, explain: b
     chosen = best.problem if best.problem is not None else chosen  # with its micro-batches in flight
     sol = best.solution
     build_s = sum(o[1].solution.build_s for o in feasible)
-    if not interrupted and spec.solver.method == "milp" and best.pricing is not None:
+    if not interrupted and spec.solver.method == "milp" and best.pricing is not None and not best.by_milp:
         try:
             sol = final_placement(chosen, best, spec.solver.time_limit)
         except KeyboardInterrupt:

@@ -108,6 +108,8 @@ def deep_pipeline(
             extra.append(spec_with_users(base, u_one))
         summary.append(row)
     same = {(r.spec.model, r.spec.solver.stages): r for r in run_cases(extra, store, workers, progress=tick)}
+    for _ in range(len(summary) - len(extra) if tick else 0):  # no one-micro-batch maximum: step skipped
+        tick()
     for row in summary:
         r = same.get((row["model"], row["stages"]))
         row["deep_joules_per_token_at_one_mb_users"] = r.row.get("joules_per_token") if r else None
