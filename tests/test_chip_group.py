@@ -137,6 +137,25 @@ def test_a_fixed_stage_count_gets_a_split_with_at_least_as_many_nodes():
         assert node_count(load_model("deepseek-v3").graph, problem.granularity) == nodes
 
 
+def test_a_given_split_with_fewer_nodes_than_a_fixed_s_is_explained():
+    """A split the user gives is not refined: Llama-3.1-8B whole is embed + 32 x (attention + FFN) + LM
+    head = 66 nodes, so 100 fixed stages cannot each hold one; the explanation names the stages and the
+    node count (not capacity) and how to fix it."""
+    from planner.core.errors import InfeasibleError
+    from planner.placement.solve import solve_problem
+    from planner.problem.problem import resolve
+
+    spec = spec_from_flags(
+        model="llama-3.1-8b", hardware="sram-pipeline", chips_per_group=1, max_groups=100, users=1,
+        context=64, min_tokens_per_s=1, split="none", stages=100,
+    )  # fmt: skip
+    problem = resolve(spec)
+    assert len(problem.nodes) == 66
+    with pytest.raises(InfeasibleError, match="100 stages need at least 100 nodes.*gives 66") as err:
+        solve_problem(problem)
+    assert err.value.binding == "stages (too few nodes)"
+
+
 def test_overlapping_units_cycle_is_the_busiest_resource_not_the_sum():
     """One layer in one group: the attention unit runs the attention's context phase, the MAC unit the
     projections and the FFN.

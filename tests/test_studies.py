@@ -199,6 +199,12 @@ def test_deep_pipeline_study_on_a_small_model(tmp_path):
     assert rows.loc[4, "users_ratio"] > 1
     for stages, row in rows.iterrows():  # the solver's one-micro-batch maximum never beats the physics bound
         assert row["one_mb_max_users"] <= row["one_mb_users_bound"], stages
+    # S micro-batches at the one-batch users run on the one-batch plan's graph (its search's core parts)
+    pts = d.points
+    one_max = pts[(pts["point"] == "max users") & (pts["in_flight"] == 1)].set_index("fixed_stages")
+    same = pts[pts["point"] == "one-mb max users"].set_index("fixed_stages")
+    assert len(same) == 3 and (same["users"] == one_max.loc[same.index, "users"]).all()
+    assert (same["graph_nodes"] == one_max.loc[same.index, "graph_nodes"]).all()
     paths = write_deep_pipeline(d, tmp_path / "out", "planner study deep-pipeline --sweep small.yaml")
     assert [p.name for p in paths] == ["deep_pipeline.csv", "deep_pipeline.md", "deep_pipeline.png"]
     assert "planner study deep-pipeline --sweep small.yaml" in paths[1].read_text()
@@ -288,3 +294,33 @@ def test_compare_on_a_small_model(tmp_path):
     assert c.maxima.set_index("memory").loc["novel-kv-dram", "max_users"] == alone.max_users
     paths = write_comparison(c, tmp_path / "out", "planner compare ...", "sram-pipeline", 2048, 20)
     assert all(p.is_file() for p in paths)
+
+
+def test_deep_pipeline_progress_ends_at_100_percent_when_a_one_batch_maximum_is_missing(
+    tmp_path, monkeypatch
+):
+    """Where one micro-batch has no maximum (0 users, or undecided), the deep pipeline at that maximum is
+    not run; its progress step is still counted, so the bar ends at progress_total."""
+    import planner.studies.capacity as capacity
+    from planner.runs.sweep import SweepSpec
+    from planner.studies.deep_pipeline import deep_pipeline, progress_total
+
+    real = capacity.max_users_many
+
+    def none_for_one_batch(specs, cache=None, workers=None, progress=None, tolerance=0.0):
+        if not all(s.workload.micro_batches == 1 for s in specs):
+            return real(specs, cache, workers, progress, tolerance)
+        out = [capacity.CapacityResult(0, None, None, (), False) for _ in specs]
+        for s, r in zip(specs, out):
+            progress(s, r)
+        return out
+
+    monkeypatch.setattr(capacity, "max_users_many", none_for_one_batch)
+    spec = SweepSpec(
+        name="no one-batch maximum", models=["llama-3.1-8b"], hardware=["h100-sxm"], users=[1],
+        context=[2048], min_tokens_per_s=[50], chips_per_group=1, max_groups=2, stages=[1, 2],
+    )  # fmt: skip
+    steps: list[str] = []
+    d = deep_pipeline(spec, cache=tmp_path / "cache", workers=1, progress=steps.append)
+    assert len(steps) == progress_total(spec)
+    assert d.summary["deep_joules_per_token_at_one_mb_users"].isna().all()

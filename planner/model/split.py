@@ -105,7 +105,8 @@ def auto_granularity(
     With a fixed number of stages S (`stages`), every stage holds at least one node, so a split with
     fewer than S nodes could not be placed at all. The part size is then halved until the split has at
     least S nodes (design rule: finer weight parts, not more core parts, because the weights set most of
-    a stage's time; at most MAX_REFINEMENTS halvings, after which the solve reports too few nodes)."""
+    a stage's time; at most MAX_REFINEMENTS halvings). A split the user gives is not refined: with fewer
+    nodes than S the solve is infeasible and says so (planner.placement.explain)."""
     weights = sum(d["weight_bytes"] for _, d in graph.nodes(data=True))
     fits_fast = weights <= max_groups * fast_tier_bytes
     part_bytes = (fast_tier_bytes if fits_fast else group_bytes) / 2

@@ -33,7 +33,7 @@ def fastest_period(problem: Problem, stages: int) -> tuple[float | None, int]:
     ignored, or None when none fits; slice LPs used). Exact for cycle-bound pipelines (period = m x the
     bottleneck cycle); otherwise a lower bound (the walk may add to it)."""
     d = dataclasses.replace(stage_data(problem, stages), t_max=math.inf)
-    pricing = Pricing(d)
+    pricing = Pricing(d, keep_lps=False)
     arcs = build_arcs(pricing)
     cycle = bottleneck_cycle(pricing, arcs)
     if cycle is None:
@@ -48,6 +48,13 @@ def explain_infeasible(
     last step (the fastest placement within capacity) is skipped: the verdict is the same, its reason
     is then 'unexplained' (capacity searches ask for the reason only at the user count above the
     maximum)."""
+    fixed, nodes = problem.spec.solver.stages, len(problem.nodes)
+    if fixed is not None and fixed > nodes:
+        return InfeasibleError(
+            f"{fixed} stages need at least {fixed} nodes (each stage holds one or more), and the split gives "
+            f"{nodes}: split finer (--split, e.g. '64 MB' or ffn=8,core=4) or fix fewer stages",
+            binding="stages (too few nodes)",
+        )
     found = constraints.explain(problem)
     if found is not None:
         return found

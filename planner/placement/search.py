@@ -62,6 +62,7 @@ class Pricing:
     frontiers: dict[int, Frontier] = field(default_factory=dict)
     memo: dict[tuple, tuple[int, float]] = field(default_factory=dict)
     priced: list[tuple | None] = field(default_factory=list)  # type k: (its SliceLP, x at t_min, basis)
+    keep_lps: bool = True  # False: frontiers are not wanted (explanations), so nothing is kept for them
     lp_solves: int = 0
 
     def __post_init__(self):
@@ -86,7 +87,8 @@ class Pricing:
                 k = len(self.views)
                 self.views.append(view)
                 self.t_min.append(t_min)
-                self.priced.append((lp, x, lp.basis()))
+                kept = x is not None and self.keep_lps  # None: an LP with no solution, or not kept
+                self.priced.append((lp, x, lp.basis()) if kept else None)
             self.memo[key] = (k, t_min - self.hop_allowance(send, link))
         return self.memo[key]
 
@@ -104,8 +106,12 @@ class Pricing:
         """Type k's frontier, continued from its least-cycle solve in type_of (its LP, solution and
         basis kept there: nothing is built or solved twice)."""
         if k not in self.frontiers:
-            lp, x, basis = self.priced[k]
-            lp.load(basis)
+            if self.priced[k] is None:  # released by build_arcs (on no path), or unsolved: priced again
+                lp = SliceLP(self.views[k], self.highs)
+                _, x = lp.min_time()
+            else:
+                lp, x, basis = self.priced[k]
+                lp.load(basis)
             self.lp_solves += 1
             self.frontiers[k] = lp.frontier(x)
             self.priced[k] = None
@@ -177,6 +183,10 @@ def build_arcs(pricing: Pricing, deadline: float = math.inf) -> Arcs:
     keep = sorted((e, i, ty) for i, e, ty in raw if fwd[i] + 1 + bwd[e] <= s <= i + 1 + (n - e))
     cols = list(zip(*keep)) if keep else [[], [], []]
     types = np.array(cols[2], dtype=np.int64)
+    used = set(cols[2])
+    for k in range(len(pricing.priced)):  # no path uses these types: their kept LPs are not needed
+        if k not in used:
+            pricing.priced[k] = None
     return Arcs(
         starts=np.array(cols[1], dtype=np.int64),
         ends=np.array(cols[0], dtype=np.int64),

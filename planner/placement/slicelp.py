@@ -114,7 +114,7 @@ class SliceLP:
     """One slice's LP on a reusable HiGHS object: min over the fractions of energy or tau."""
 
     def __init__(self, view: SliceView, highs: highspy.Highs):
-        self.view = view
+        self.view, self.h = view, highs
         self.rows = slice_rows(view)
         terms, self.energy_const = energy_terms(view)
         cols: dict[Col, int] = {}
@@ -153,7 +153,6 @@ class SliceLP:
         ecols = np.flatnonzero(self.energy_cost)
         self.row_energy = len(lp_rows)
         lp_rows.append((ecols.tolist(), self.energy_cost[ecols].tolist(), -INF, INF))
-        self.h = highs
         self._model = (self.time_cost, lo, hi, lp_rows)
         self.load()
 

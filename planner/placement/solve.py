@@ -261,7 +261,9 @@ def _walk_bound(problem, cycle: StageRun, bound, rel_gap, cutoff, time_limit, de
             problem, cycle.pricing, cycle.arcs, bound, time_limit, deadline, rel_gap, cutoff, build_s
         )
         if run.solution.groups is not None and (best is None or run.solution.objective <= best.objective):
-            return run
+            msg = "walk-bound S: the relaxations' gap closed by the Pyomo MILP over the priced arcs; "
+            msg += run.solution.message
+            return dataclasses.replace(run, solution=dataclasses.replace(run.solution, message=msg))
         if best is None:
             return run
     gap = None if best is None else max(0.0, (best.objective - best_bound) / best.objective)
@@ -326,7 +328,8 @@ def final_placement(problem: Problem, run: StageRun, time_limit: float | None) -
     With the cycle fixed the path-form MILP is small and its relaxation nearly integral; its optimum
     equals the search's (tests check 1e-6). A walk-bound best (no cycle search) is placed the same way with
     its period fixed, when its arcs are few enough (MILP_FALLBACK_ARCS); a walk-bound best that the Pyomo
-    MILP already placed (its gap closed by _milp_run) is not placed again (solve_problem). Should the MILP
+    MILP already placed (its gap closed by _milp_run, to the instance's gap or time limit) is not placed
+    again (solve_problem). Should the MILP
     come out worse (a solver tolerance), the search's placement is kept and the message says so."""
     best = run.solution
     ts = run.pricing.d.time_unit_s

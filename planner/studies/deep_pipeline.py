@@ -54,7 +54,7 @@ def deep_pipeline(
     from planner.runs.cache import Cache, key_row
     from planner.runs.executor import run_cases
     from planner.runs.sweep import check_names, table
-    from planner.studies.capacity import max_users_many, spec_with_users
+    from planner.studies.capacity import max_users_many
 
     one = {"hardware": spec.hardware, "memory": spec.memory, "context": spec.context}
     one["min_tokens_per_s"] = spec.min_tokens_per_s
@@ -104,8 +104,8 @@ def deep_pipeline(
         row["users_ratio_at_least"] = (
             cap.max_users / row["one_mb_users_bound"] if row["one_mb_users_bound"] else math.inf
         )
-        if u_one:
-            extra.append(spec_with_users(base, u_one))
+        if u_one:  # the same graph as the one-micro-batch plan it is compared with (its search's parts)
+            extra.append(with_micro_batches_of(one.at_max.spec, base))
         summary.append(row)
     same = {(r.spec.model, r.spec.solver.stages): r for r in run_cases(extra, store, workers, progress=tick)}
     for _ in range(len(summary) - len(extra) if tick else 0):  # no one-micro-batch maximum: step skipped
@@ -175,6 +175,12 @@ class _Verdict(NamedTuple):
 def with_one_micro_batch(spec: InstanceSpec) -> InstanceSpec:
     """The same instance with one micro-batch in flight (all users walk the S stages as one batch)."""
     return spec.model_copy(update={"workload": spec.workload.model_copy(update={"micro_batches": 1})})
+
+
+def with_micro_batches_of(spec: InstanceSpec, other: InstanceSpec) -> InstanceSpec:
+    """`spec` (its users, split and core parts) with the micro-batches in flight of `other`."""
+    batches = other.workload.micro_batches
+    return spec.model_copy(update={"workload": spec.workload.model_copy(update={"micro_batches": batches})})
 
 
 def _problem(spec: Any) -> Problem:
