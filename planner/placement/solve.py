@@ -329,8 +329,8 @@ def final_placement(problem: Problem, run: StageRun, time_limit: float | None) -
     equals the search's (tests check 1e-6). A walk-bound best (no cycle search) is placed the same way with
     its period fixed, when its arcs are few enough (MILP_FALLBACK_ARCS); a walk-bound best that the Pyomo
     MILP already placed (its gap closed by _milp_run, to the instance's gap or time limit) is not placed
-    again (solve_problem). Should the MILP
-    come out worse (a solver tolerance), the search's placement is kept and the message says so."""
+    again (solve_problem). Should the MILP come out worse (a solver tolerance), the search's placement is
+    kept and the message says so."""
     best = run.solution
     ts = run.pricing.d.time_unit_s
     if run.search is not None:  # cycle-bound: T = Q fixed, over the arcs an optimal path can use

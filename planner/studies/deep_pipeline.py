@@ -68,10 +68,10 @@ def deep_pipeline(
     store = Cache(cache) if cache else None
     tick = (lambda *_: progress("case")) if progress else None
     results = run_cases(cases, store, workers, progress=tick)
-    one_cases = [with_one_micro_batch(c) for c in cases]
+    one_cases = [with_micro_batches(c, 1) for c in cases]
     results_one = run_cases(one_cases, store, workers, progress=tick)
     bases = [c for c in cases if c.workload.users == spec.users[0]]
-    one_bases = [with_one_micro_batch(c) for c in bases]
+    one_bases = [with_micro_batches(c, 1) for c in bases]
     tick_max = (lambda *_: progress("max users")) if progress else None
     found = max_users_many(bases, cache, workers, tick_max, DEEP_TOLERANCE)
     found_one = max_users_many(one_bases, cache, workers, tick_max, DEEP_TOLERANCE)
@@ -104,8 +104,8 @@ def deep_pipeline(
         row["users_ratio_at_least"] = (
             cap.max_users / row["one_mb_users_bound"] if row["one_mb_users_bound"] else math.inf
         )
-        if u_one:  # the same graph as the one-micro-batch plan it is compared with (its search's parts)
-            extra.append(with_micro_batches_of(one.at_max.spec, base))
+        if u_one:  # on the one-micro-batch plan's graph (its search's core parts), with S micro-batches
+            extra.append(with_micro_batches(one.at_max.spec, base.workload.micro_batches))
         summary.append(row)
     same = {(r.spec.model, r.spec.solver.stages): r for r in run_cases(extra, store, workers, progress=tick)}
     for _ in range(len(summary) - len(extra) if tick else 0):  # no one-micro-batch maximum: step skipped
@@ -172,14 +172,9 @@ class _Verdict(NamedTuple):
     proven: bool = True
 
 
-def with_one_micro_batch(spec: InstanceSpec) -> InstanceSpec:
-    """The same instance with one micro-batch in flight (all users walk the S stages as one batch)."""
-    return spec.model_copy(update={"workload": spec.workload.model_copy(update={"micro_batches": 1})})
-
-
-def with_micro_batches_of(spec: InstanceSpec, other: InstanceSpec) -> InstanceSpec:
-    """`spec` (its users, split and core parts) with the micro-batches in flight of `other`."""
-    batches = other.workload.micro_batches
+def with_micro_batches(spec: InstanceSpec, batches: int | None) -> InstanceSpec:
+    """The same instance with at most `batches` micro-batches in flight (1: all users walk the S stages
+    as one batch; None: the default)."""
     return spec.model_copy(update={"workload": spec.workload.model_copy(update={"micro_batches": batches})})
 
 
