@@ -141,6 +141,15 @@ def capacity_command(
             f"capacity bound; `planner solve` reproduces a probe with --core-parts {facts['core_parts']})",
             highlight=False,
         )
+    if facts["core_cuts"]:
+        from planner.model.split import CUT_STEPS
+
+        console.print(
+            f"the plan at {facts['max_users']:,} users shares the users of {facts['core_cuts']} core parts "
+            f"between neighbouring groups (cut at 1/{CUT_STEPS} steps of a part's users); with whole parts "
+            f"the search stops at {facts['whole_parts_max_users']:,}",
+            highlight=False,
+        )
     console.print(
         f"{len(facts['probes'])} solves: "
         + ", ".join(f"{u:,}{'+' if ok else '-'}" for u, ok in facts["probes"])

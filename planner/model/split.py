@@ -317,3 +317,55 @@ def split_graph(graph: nx.DiGraph, g: Granularity) -> nx.DiGraph:
         if i < len(nodes) - 1:  # from the node's last part on: the node's own outgoing edge
             carried = graph.edges[name, nodes[i + 1]]["activation_bytes"]
     return out
+
+
+CUT_STEPS = 64  # a core part is cut between two groups at a multiple of 1/64 of its users (design choice)
+
+
+def cuttable(graph: nx.DiGraph, name: str) -> bool:
+    """A node a group boundary may cut by users (planner.placement.packing): a part of an attention core
+    split into two or more parts (so the activations carried across the cut are those carried between
+    two of its parts)."""
+    d = graph.nodes[name]
+    return d["kind"] == "core" and d.get("parts", 1) >= 2
+
+
+def cut_graph(graph: nx.DiGraph, cuts: dict[str, float]) -> nx.DiGraph:
+    """`graph` with each core part named in `cuts` replaced by two pieces: the first `share` of its users
+    (`name:a`, keeping the part's place as the op's first part or not) and the rest (`name:b`).
+
+    Why (planner.placement.packing): a group's memory holds whole nodes, so a core's users can only be
+    shared between neighbouring groups at the parts' boundaries; a cut lets the boundary fall anywhere in
+    a part, as the packing found it. A piece's KV bytes, attention FLOPs and work items are its share of
+    the part's; the edge between the two pieces carries what the edge between two parts of the core
+    carries (the residual, the queries and the partial outputs). Totals are kept (tests check it)."""
+    if not cuts:
+        return graph
+    nodes = list(graph.nodes)
+    out = nx.DiGraph(**{**graph.graph, "core_cuts": len(cuts)})
+    previous, carried = None, None
+    for i, name in enumerate(nodes):
+        d = graph.nodes[name]
+        pieces = [(name, dict(d), None)]
+        if name in cuts:
+            share = cuts[name]
+            inside = d["part"] < d["parts"] - 1  # the edge between two of its parts: after it, or before
+            within = graph.edges[name, nodes[i + 1]] if inside else graph.edges[nodes[i - 1], name]
+            pieces = [
+                (f"{name}:{tag}", dict(d, **_scaled(d, s, CORE_PER_USER), first=first, users_share=s), inner)
+                for tag, s, first, inner in (
+                    ("a", share, d["first"], within["activation_bytes"]),
+                    ("b", 1.0 - share, 0, None),
+                )
+            ]
+        for piece, attrs, inner in pieces:
+            out.add_node(piece, **{**attrs, "order": out.number_of_nodes()})
+            if previous is not None:
+                out.add_edge(previous, piece, activation_bytes=float(carried))
+            previous, carried = piece, inner
+        if i < len(nodes) - 1:
+            carried = graph.edges[name, nodes[i + 1]]["activation_bytes"]
+    return out
+
+
+CORE_PER_USER = ("kv_bytes_per_token", "attn_flops_per_ctx_token", "attention_work_items")

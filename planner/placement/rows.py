@@ -58,6 +58,7 @@ class SliceView:
     hop: float = 0.0
     link_e: float = 0.0
     groups: float = 1.0
+    ops: np.ndarray | None = None  # ops starting in the slice per class, when counts hold fractions of nodes
 
     @cached_property
     def present(self) -> tuple[int, ...]:
@@ -69,8 +70,10 @@ class SliceView:
         return tuple((it, float(self.counts[c])) for c in self.present for it in self.d.classes[c].free)
 
     def _carriers(self) -> list[tuple[int, float]]:
-        """(class, times its op constants are paid): first parts, plus the start correction."""
-        out = [(c, float(self.counts[c])) for c in self.present if self.d.classes[c].first]
+        """(class, times its op constants are paid): first parts, plus the start correction. A slice that
+        holds a fraction of a first part (planner.placement.packing) pays its op once (`ops`)."""
+        starts = self.counts if self.ops is None else self.ops
+        out = [(c, float(starts[c])) for c in self.present if self.d.classes[c].first]
         if self.start_class is not None:
             out.append((self.start_class, 1.0))
         return out

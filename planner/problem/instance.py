@@ -13,6 +13,8 @@ An instance file (instances/*.yaml):
     kv_tiers: null                  # optional: tiers the KV cache may use
     split: auto                     # optional: sub-layer parts: auto | none | "16 MB" | {ffn: 4, core: 8, ...}
     core_parts: null                # optional, automatic splits: attention core parts (default: from users)
+    core_cuts: null                 # optional: {core part: share of its users in the first piece}, as the
+                                    #   capacity search's packing writes it
     max_chip_power: tdp             # optional: per-chip power limit: tdp (default) | none | "350 W"
     max_power: null                 # optional: power budget of the whole pipeline, e.g. "1.2 MW"
     workload: {users: 1024, context: 4096, min_tokens_per_s: 20, weight_dtype: bf16, kv_dtype: bf16}
@@ -113,6 +115,11 @@ class InstanceSpec(_Strict):
         description="parts of each attention core under an automatic split (default: planner.model.split."
         "core_parts, from the instance's users); the capacity and memory-size searches fix it for all probes",
     )
+    core_cuts: dict[str, float] | None = Field(
+        default=None,
+        description="core parts cut between two groups: part name -> share of its users in the first piece "
+        "(planner.placement.packing writes these; planner.model.split.cut_graph)",
+    )
     max_chip_power: Literal["tdp", "none"] | Watts = Field(
         default="tdp", description="per-chip power limit: the chip's TDP (default), none, or watts"
     )
@@ -138,6 +145,14 @@ class InstanceSpec(_Strict):
         if isinstance(v, float) and v <= 0:
             raise ValueError("split: the bytes per part must be positive, e.g. '16 MB'")
         return v
+
+    @field_validator("core_cuts")
+    @classmethod
+    def _cut_shares(cls, v):
+        bad = {k: s for k, s in (v or {}).items() if not 0 < s < 1}
+        if bad:
+            raise ValueError(f"core_cuts: each share must be between 0 and 1 (exclusive), not {bad}")
+        return v or None
 
     @property
     def automatic_split(self) -> bool:

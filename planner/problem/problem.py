@@ -25,6 +25,8 @@ from planner.model.split import (
     Granularity,
     auto_granularity,
     core_parts,
+    cut_graph,
+    cuttable,
     granularity_for_part_bytes,
     layer_kv_bytes,
     split_graph,
@@ -249,6 +251,15 @@ def build(spec: InstanceSpec, model: Model, base_hw: Hardware, tiers: tuple[str,
             )
     granularity = _granularity(spec, model, hw, tiers)
     graph = split_graph(model.graph, granularity)
+    if spec.core_cuts:
+        wrong = [n for n in spec.core_cuts if n not in graph or not cuttable(graph, n)]
+        if wrong:
+            raise PlannerInputError(source, [
+                f"core_cuts: {wrong[:3]} {'is' if len(wrong) == 1 else 'are'} not a part of an attention core "
+                f"in {granularity.core} parts of this split; name parts such as "
+                f"{next((n for n in graph if cuttable(graph, n)), 'L0.attn.core#1')!r}, or remove core_cuts"
+            ])  # fmt: skip
+        graph = cut_graph(graph, spec.core_cuts)
     return Problem(spec, model, hw, tiers, granularity, graph, base_hw)
 
 
