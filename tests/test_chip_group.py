@@ -245,8 +245,27 @@ def test_capacity_limit_reached_within_half_a_percent():
     found = max_users(spec)
     assert found.exact and found.max_users <= bound
     assert found.max_users >= 0.995 * bound, (found.max_users, bound)
-    assert found.packing["cuts"] > 0 and found.at_max.spec.core_cuts
+    assert found.summary()["core_cuts"] > 0  # the plan at U* cuts core parts between groups
     assert found.summary()["binding"] == "capacity"  # at U* + 1 the packing's memory is full
+    assert found.summary()["explanation"].startswith("With core parts cut between groups")
+
+
+def test_a_solve_whole_parts_cannot_place_gets_the_packings_cuts_and_evaluates_clean():
+    """The same instance at 15,400 users, above where whole parts stop (15,331) and below the bound
+    (15,473): `solve` cuts core parts between groups (its plan's instance says where) and the
+    evaluator, from the instance and the plan alone, finds no violation and fills the KV tiers to within
+    1% of the users the closed form allows."""
+    from planner.api import evaluate, solve
+
+    spec = spec_from_flags(
+        model="llama-3.1-8b", hardware="sram-pipeline", kv_memory="novel-kv-dram", chips_per_group=8,
+        max_groups=64, users=15_400, context=4096, min_tokens_per_s=5, core_parts=16,
+    )  # fmt: skip
+    plan = solve(spec)
+    assert plan.instance.core_cuts and plan.stages == 64
+    assert any(n.endswith(":a") for g in plan.groups for n in g)
+    result = evaluate(spec, plan)
+    assert result.violations == [] and result.cost.stages == 64
 
 
 def test_cut_core_parts_keep_their_totals_and_carry_the_parts_activations():

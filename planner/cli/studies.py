@@ -146,8 +146,7 @@ def capacity_command(
 
         console.print(
             f"the plan at {facts['max_users']:,} users shares the users of {facts['core_cuts']} core parts "
-            f"between neighbouring groups (cut at 1/{CUT_STEPS} steps of a part's users); with whole parts "
-            f"the search stops at {facts['whole_parts_max_users']:,}",
+            f"between neighbouring groups (cut at 1/{CUT_STEPS} steps of a part's users)",
             highlight=False,
         )
     console.print(

@@ -17,7 +17,8 @@ and then a cover of the chain in the fewest groups is the one where every group 
 argument: the greedy's i-th boundary is never behind any cover's i-th boundary). The exceptions are the
 activations a boundary sends, which depend on where it falls (inside a core more is sent than after a
 layer), and the pipeline-wide power budget, a sum over groups; so `pack` is a generator of cuts, and the
-plan is the exact solver's on the cut graph (planner.studies.capacity). It prices the deep pipeline only
+plan is the exact solver's on the cut graph (packed_problem, used by planner.placement.solve when whole
+nodes are proven infeasible). It prices the deep pipeline only
 (cycle-bound: every group's cycle at most the floor's period / m); other cases return None.
 """
 
@@ -30,7 +31,7 @@ from planner.model.split import CUT_STEPS, cuttable
 from planner.placement.rows import SliceView
 from planner.placement.slicelp import SliceLP, new_highs
 from planner.placement.stage import StageData, stage_data
-from planner.problem.problem import Problem
+from planner.problem.problem import Problem, build
 
 TIME_TOL = 1e-9  # relative: a slice meets the cycle limit within this
 
@@ -47,6 +48,56 @@ class Packing:
     reached: str = ""  # incomplete: the node the last group stopped in (or before)
     reached_share: float = 0.0  # ... and the share of its users placed
     limit: str = ""  # ... and what stopped that group: "memory" or "cycle" (the speed floor, or power)
+
+    def verdict(self, problem: Problem) -> str:
+        """What stopped an incomplete packing, in words."""
+        if self.complete:
+            return ""
+        held = (
+            "its memory is full" if self.limit == "memory" else "it would run past the cycle the floor allows"
+        )
+        where = (
+            f"at {self.reached_share:.0%} of the users of {self.reached}"
+            if self.reached_share
+            else f"before {self.reached}"
+        )
+        return (
+            f"With core parts cut between groups at any 1/{CUT_STEPS} of their users, {problem.users:,} users "
+            f"do not fit {self.stages} groups: each group holds as much as it can, and the last stops {where} "
+            f"because {held}."
+        )
+
+
+def packed_problem(problem: Problem) -> tuple[Problem | None, Packing | None]:
+    """(`problem` with its core parts cut where `pack` puts the boundaries, or None; the packing tried).
+
+    S is the instance's fixed S, else the largest of its range (the most memory); each group size of the
+    instance is tried in turn. None when the instance fixes its cuts, has no core in two or more parts,
+    or is not cycle-bound at that S."""
+    spec = problem.spec
+    if spec.core_cuts or not any(cuttable(problem.graph, v) for v in problem.nodes):
+        return None, None
+    missed = None
+    for size in spec.group_sizes:
+        variant = (
+            problem
+            if size is None or size == problem.hw.chips_per_group
+            else problem.with_chips_per_group(size)
+        )
+        span = variant.stage_range()
+        if not len(span):
+            continue
+        found = pack(variant, span[-1])
+        missed = missed or found
+        if found is not None and found.complete:
+            update = {
+                "core_cuts": found.cuts or None,
+                "solver": spec.solver.model_copy(update={"stages": found.stages}),
+            }
+            if size is not None:
+                update["chips_per_group"] = size
+            return build(spec.model_copy(update=update), problem.model, problem.base_hw, problem.tiers), found
+    return None, missed
 
 
 class _Chain:

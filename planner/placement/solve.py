@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from planner.core.errors import InfeasibleError
 from planner.cost.pipeline import pipeline_cost
 from planner.placement import reference
 from planner.placement.bounds import lower_bound
@@ -464,7 +465,33 @@ def solve_problem(problem: Problem, progress: Progress | None = None, explain: b
     """Best plan over all group sizes and S; raises InfeasibleError with the binding limit when none is
     feasible (`explain` False: without searching for the reason when no cheap certificate gives it).
     A KeyboardInterrupt during the search returns the best plan found so far (status 'interrupted');
-    if none was found it propagates."""
+    if none was found it propagates.
+
+    Groups hold whole nodes first. When that is proven infeasible, the core parts are cut between
+    neighbouring groups where the packing puts its boundaries (planner.placement.packing), and the plan
+    is the exact solve of the cut problem (its instance carries the cuts and the S they were made for);
+    when that fails too, the whole-node verdict stands, with what stopped the packing put first."""
+    from planner.placement.packing import packed_problem
+
+    try:
+        return _solve_whole_nodes(problem, progress, explain)
+    except InfeasibleError as whole:
+        if not getattr(whole, "proven", True):
+            raise
+        cut, packing = packed_problem(problem)
+        if cut is not None:
+            try:
+                return _solve_whole_nodes(cut, progress, explain=False)
+            except InfeasibleError:
+                pass
+        note = packing.verdict(problem) if packing is not None and not packing.complete else ""
+        if not note:
+            raise
+        binding = "capacity" if packing.limit == "memory" else whole.binding
+        raise InfeasibleError(note + " With whole parts: " + whole.explanation, binding) from None
+
+
+def _solve_whole_nodes(problem: Problem, progress: Progress | None, explain: bool) -> Plan:
     from planner.placement.explain import explain_infeasible
 
     spec = problem.spec
@@ -483,7 +510,11 @@ def solve_problem(problem: Problem, progress: Progress | None = None, explain: b
             break
     feasible = [(v, b, r) for v, b, r in outcomes if b is not None]
     if not feasible:
-        raise explain_infeasible(outcomes[0][0], outcomes[0][2], explain)
+        error = explain_infeasible(outcomes[0][0], outcomes[0][2], explain)
+        error.proven = not any(
+            r.status in ("time_limit", "error") for _, _, rs in outcomes for r in rs.values()
+        )
+        raise error
     chosen, best, records = min(feasible, key=lambda o: o[1].solution.objective)
     size_problem = chosen
     chosen = best.problem if best.problem is not None else chosen  # with its micro-batches in flight

@@ -176,6 +176,7 @@ def case_row(problem: Problem, plan: Plan) -> dict[str, Any]:
         "status": facts["status"],
         "tiers": "+".join(problem.tiers),
         "stages": cost.stages,
+        "core_cuts": len(plan.instance.core_cuts or {}),  # core parts cut between groups (placement.packing)
         "chips_per_group_used": cost.chips_per_group,
         "chips": cost.chips,
         "micro_batches": facts["micro_batches"],

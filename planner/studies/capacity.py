@@ -27,12 +27,11 @@ max_groups, chips_per_group, tiers, and its S range or fixed S) provided each in
 proven: with a time limit, an S stopped without an incumbent leaves the verdict unproven, and the result
 says so (`exact` False).
 
-That space holds whole nodes per group. Then (packed_beyond) the search goes on with core parts cut
-between neighbouring groups (planner.placement.packing): the packing's greedy reach is monotone in U too
-(fewer users: every slice only shrinks), so a second galloping search over U finds where it stops, and
-the plan at that U is the exact solver's on the cut graph. The answer is then a plan the solver proved
-feasible, and U* + 1 carries two verdicts: the packing's (no cover of the chain in the groups allowed)
-and the solver's on whole parts.
+Where whole nodes per group are proven infeasible, the solver tries core parts cut between neighbouring
+groups (planner.placement.solve, planner.placement.packing). The packing's verdict is monotone in U too
+(fewer users: every slice only shrinks, so each group reaches at least as far), so the oracle "whole
+nodes, else cut parts" stays monotone as far as the packing's greedy reach is exact (its module says
+where it is not), and U* + 1 carries both verdicts.
 """
 
 from __future__ import annotations
@@ -45,8 +44,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from planner.model.split import CUT_STEPS, cuttable
-from planner.placement.packing import Packing, pack
 from planner.problem.instance import InstanceSpec
 from planner.problem.problem import resolve
 from planner.runs.cache import Cache, CaseResult, solve_case
@@ -66,7 +63,6 @@ class CapacityResult:
     above: CaseResult | None
     probes: tuple[tuple[int, bool], ...]  # (users, feasible) in the order tried
     exact: bool
-    packing: dict[str, int] | None = None  # the plan at U* cuts core parts (planner.placement.packing)
 
     def summary(self) -> dict[str, Any]:
         """Flat facts: max_users, the plan's S, chips, J/token, power, and the binding limit at U + 1."""
@@ -97,8 +93,7 @@ class CapacityResult:
             "exact": self.exact,
             "probes": [list(p) for p in self.probes],
             "core_parts": getattr(self._probed(), "core_parts", None),  # fixed for every probe
-            "core_cuts": (self.packing or {}).get("cuts", 0),  # core parts cut between groups at U*
-            "whole_parts_max_users": (self.packing or {}).get("whole_parts_max_users", self.max_users),
+            "core_cuts": row.get("core_cuts", 0),  # core parts the plan at U* cuts between groups
         }
 
     def _probed(self):
@@ -217,120 +212,8 @@ def max_users(
         return result
 
     found = search_max_users(oracle, start=start, tolerance=tolerance)
-    found = packed_beyond(spec, found, store, progress)
     if found.above is not None and not found.above.row.get("explained", True):
         found = dataclasses.replace(found, above=solve_case(found.above.spec, store))
-    return found
-
-
-@dataclass(frozen=True)
-class _Packed:
-    """A verdict of the packing (planner.placement.packing) at some users: its cuts if it fits."""
-
-    feasible: bool
-    spec: InstanceSpec | None = None
-    packing: Packing | None = None
-    proven: bool = True
-
-
-def _packing_oracle(spec: InstanceSpec, stages: list[int]) -> Callable[[int], _Packed]:
-    base = resolve(spec)
-    problems = [base if size is None else base.with_chips_per_group(size) for size in spec.group_sizes]
-
-    def packs(users: int) -> _Packed:
-        missed = None
-        for size, problem in zip(spec.group_sizes, problems):
-            for s in stages:
-                found = pack(problem.with_users(users), s)
-                missed = missed or found
-                if found is not None and found.complete:
-                    solver = spec.solver.model_copy(update={"stages": s})
-                    update = {"core_cuts": found.cuts or None, "solver": solver}
-                    if size is not None:
-                        update["chips_per_group"] = size
-                    at = spec_with_users(spec, users).model_copy(update=update)
-                    return _Packed(True, at, found)
-        return _Packed(False, packing=missed)
-
-    return packs
-
-
-def _with_packing_verdict(above: CaseResult, missed: _Packed) -> CaseResult:
-    """The solver's verdict at U* + 1 with what stopped the packing there put first."""
-    p = missed.packing
-    if missed.feasible or p is None or above.feasible:
-        return above
-    held = (
-        "its memory is full" if p.limit == "memory" else "it would run past the cycle the speed floor allows"
-    )
-    where = (
-        f"at {p.reached_share:.0%} of the users of {p.reached}" if p.reached_share else f"before {p.reached}"
-    )
-    note = (
-        f"With core parts cut between groups at any 1/{CUT_STEPS} of their users, {above.spec.workload.users:,} "
-        f"users do not fit {p.stages} groups: each group holds as much as it can, and the last stops "
-        f"{where} because {held}. With whole parts: "
-    )
-    binding = "capacity" if p.limit == "memory" else above.row.get("binding", "")
-    return dataclasses.replace(
-        above, row=dict(above.row, binding=binding, explanation=note + above.row.get("explanation", ""))
-    )
-
-
-def packed_beyond(
-    spec: InstanceSpec, found: CapacityResult, store: Cache | None,
-    progress: Callable[[int, CaseResult], None] | None = None,
-) -> CapacityResult:  # fmt: skip
-    """`found` (a search over whole core parts), continued with core parts cut between groups: the
-    largest U at which the packing (planner.placement.packing) fits, then the exact solve on that cut
-    graph at U (the plan), trying up to two smaller U between when the solver finds none there.
-
-    Why: groups hold whole nodes, so where capacity binds the search over parts stops up to a part per
-    group short of the physics (planner.model.split.core_parts); a core's users may as well be shared
-    between two neighbouring groups at any share (1/CUT_STEPS of a part here). The packing is tried at
-    the instance's fixed S, else at the S of the plan at `found`'s U* and the largest S of the range.
-    `above` stays the solver's verdict (and explanation) on the uncut graph at the new U* + 1."""
-    graph = resolve(spec).graph
-    if spec.core_cuts or not any(cuttable(graph, v) for v in graph):
-        return found
-    fixed = spec.solver.stages
-    if fixed is not None:
-        stages = [fixed]
-    else:
-        at = found.at_max.row.get("stages") if found.at_max is not None else None
-        top = resolve(spec_with_users(spec, max(1, found.max_users))).stage_range()
-        stages = sorted({s for s in (at, top[-1] if len(top) else None) if s}, reverse=True)
-    packs = _packing_oracle(spec, stages)
-    beyond = search_max_users(packs, start=max(1, found.max_users))
-    if beyond.max_users <= found.max_users:
-        return found
-    lo, hi = found.max_users, beyond.max_users
-    for users in dict.fromkeys((hi, lo + 3 * (hi - lo) // 4, lo + (hi - lo) // 2)):
-        packed = beyond.at_max if users == hi else packs(users)
-        if not packed.feasible or users <= lo:
-            continue
-        result = solve_case(packed.spec, store, explain=False)
-        if progress:
-            progress(users, result)
-        if result.feasible:
-            above = _with_packing_verdict(
-                solve_case(spec_with_users(spec, users + 1), store), packs(users + 1)
-            )
-            p = packed.packing
-            return dataclasses.replace(
-                found,
-                max_users=users,
-                at_max=result,
-                above=above,
-                probes=found.probes + ((users, True),),
-                exact=found.exact and above.proven,
-                packing={
-                    "stages": p.stages,
-                    "groups": p.groups,
-                    "cuts": len(p.cuts),
-                    "whole_parts_max_users": found.max_users,
-                },  # fmt: skip
-            )
     return found
 
 

@@ -37,7 +37,6 @@ def capacity_rows(specs: Sequence[Any], results: Sequence[Any]) -> pd.DataFrame:
             "max_users": result.max_users,
             "max_users_exact": result.exact,
             "core_cuts": result.summary()["core_cuts"],
-            "whole_parts_max_users": result.summary()["whole_parts_max_users"],
             "binding": above.get("binding", "search limit"),
             "explanation": above.get("explanation", ""),
             "point": "max users",

@@ -404,7 +404,6 @@ def point_row(spec: InstanceSpec, found: Any, reference: CaseResult | None) -> d
         "max_users_infeasible_at": found.above.spec.workload.users if found.above is not None else None,
         "max_users_proven": found.exact,
         "core_cuts": found.summary()["core_cuts"],
-        "whole_parts_max_users": found.summary()["whole_parts_max_users"],
         "binding": found.above.row.get("binding", "") if found.above is not None else "search limit",
         "stages": row.get("stages"),
         "chips": row.get("chips"),
