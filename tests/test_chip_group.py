@@ -268,6 +268,24 @@ def test_a_solve_whole_parts_cannot_place_gets_the_packings_cuts_and_evaluates_c
     assert result.violations == [] and result.cost.stages == 64
 
 
+def test_a_cut_plan_from_a_list_of_group_sizes_keeps_the_instance_and_round_trips(tmp_path):
+    """With chips_per_group [4, 8] the plan's instance keeps the list (the size is the plan's decision,
+    8: 64 groups of 4 hold half the KV), and the plan saved as YAML and read back evaluates clean against
+    the instance as given."""
+    from planner.api import evaluate, solve
+    from planner.plans.plan import load_plan
+
+    spec = spec_from_flags(
+        model="llama-3.1-8b", hardware="sram-pipeline", kv_memory="novel-kv-dram", chips_per_group=[4, 8],
+        max_groups=64, users=15_400, context=4096, min_tokens_per_s=5, core_parts=16,
+    )  # fmt: skip
+    plan = solve(spec)
+    assert plan.chips_per_group == 8 and plan.instance.chips_per_group == [4, 8] and plan.instance.core_cuts
+    assert "core parts cut between groups" in plan.solver.message
+    again = load_plan(plan.save(tmp_path / "plan.yaml"))
+    assert evaluate(spec, again).violations == []
+
+
 def test_cut_core_parts_keep_their_totals_and_carry_the_parts_activations():
     """A core part cut at share s becomes two pieces holding s and 1 - s of its KV, attention FLOPs and
     work items; the first piece keeps the part's place as its op's first part; the edge between the

@@ -33,8 +33,6 @@ from planner.placement.slicelp import SliceLP, new_highs
 from planner.placement.stage import StageData, stage_data
 from planner.problem.problem import Problem, build
 
-TIME_TOL = 1e-9  # relative: a slice meets the cycle limit within this
-
 
 @dataclass(frozen=True)
 class Packing:
@@ -95,7 +93,7 @@ def packed_problem(problem: Problem) -> tuple[Problem | None, Packing | None]:
                 "solver": spec.solver.model_copy(update={"stages": found.stages}),
             }
             if size is not None:
-                update["chips_per_group"] = size
+                update["chips_per_group"] = size  # the cut problem's; the plan reports the instance's list
             return build(spec.model_copy(update=update), problem.model, problem.base_hw, problem.tiers), found
     return None, missed
 
@@ -136,7 +134,7 @@ class _Chain:
         lp = SliceLP(self.view(i, x, j, y), self.highs)
         self.lp_solves += 1
         t_min, _ = lp.min_time()
-        return t_min <= self.d.t_max * (1 + TIME_TOL) if cycle else t_min < math.inf
+        return t_min <= self.d.t_max if cycle else t_min < math.inf  # the search's own test (Pricing)
 
 
 def _last_true(test, lo: int, hi: int, guess: int) -> int | None:

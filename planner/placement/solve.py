@@ -481,9 +481,16 @@ def solve_problem(problem: Problem, progress: Progress | None = None, explain: b
         cut, packing = packed_problem(problem)
         if cut is not None:
             try:
-                return _solve_whole_nodes(cut, progress, explain=False)
+                plan = _solve_whole_nodes(cut, progress, explain=False)
             except InfeasibleError:
                 pass
+            else:  # the instance as given, with the cuts (a decision of the plan, like its group size)
+                solver = plan.solver.model_copy(update={"message": (
+                    f"core parts cut between groups at {len(packing.cuts)} places (planner.placement.packing), "
+                    f"solved at S = {packing.stages} only; " + plan.solver.message
+                )})  # fmt: skip
+                instance = problem.spec.model_copy(update={"core_cuts": cut.spec.core_cuts})
+                return plan.model_copy(update={"instance": instance, "solver": solver})
         note = packing.verdict(problem) if packing is not None and not packing.complete else ""
         if not note:
             raise

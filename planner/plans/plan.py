@@ -278,12 +278,15 @@ def plan_problem(problem: Problem, plan: Plan) -> tuple[Problem, list[str]]:
     planner.placement.packing), and what the plan decides that the instance does not allow (a group size it does not list, more micro-batches than users or than its cap)."""
     bad = []
     cuts = plan.instance.core_cuts
+    size = plan.chips_per_group
     if cuts and not problem.spec.core_cuts:  # a decision of the plan: core parts cut between its groups
         from planner.problem.problem import build
 
-        spec = problem.spec.model_copy(update={"core_cuts": cuts})
+        update: dict = {"core_cuts": cuts}
+        if size is not None and size in problem.spec.group_sizes:
+            update["chips_per_group"] = size  # the parts the cuts name are that group size's
+        spec = problem.spec.model_copy(update=update)
         problem = build(spec, problem.model, problem.base_hw, problem.tiers, "plan")
-    size = plan.chips_per_group
     if size is not None and size != problem.hw.chips_per_group:
         if size not in [s for s in problem.spec.group_sizes if s is not None]:
             bad.append(

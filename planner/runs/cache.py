@@ -121,6 +121,8 @@ def run_case(spec_data: dict[str, Any], explain: bool = True) -> str:
     row |= case_row(problem, plan)
     row["solve_s"] = time.perf_counter() - started
     placement = plan.model_dump(mode="json", include={"stages", "groups", "weight_split", "kv_split"})
+    if plan.instance.core_cuts:  # the parts its groups cut (planner.placement.packing)
+        placement["core_cuts"] = plan.instance.core_cuts
     return CaseResult(spec, row, placement).to_json()
 
 
