@@ -251,6 +251,7 @@ class _Placement(Strict):
     groups: list[list[str]]
     weight_split: dict[str, dict[str, float]]
     kv_split: dict[str, dict[str, float]]
+    core_cuts: dict[str, float] | None = None  # the core parts its groups cut (planner.placement.packing)
 
 
 def solve_case(spec: InstanceSpec, cache: Cache | None = None, explain: bool = True) -> CaseResult:
