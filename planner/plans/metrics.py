@@ -34,6 +34,7 @@ DEFAULT_CACHE = Path(".planner-cache") / "cases"
 CASE_COLUMNS = (  # the columns case_row adds, in table order
     "tiers",
     "stages",
+    "core_cuts",
     "chips_per_group_used",
     "chips",
     "micro_batches",
