@@ -79,6 +79,7 @@ class InfeasibleError(Exception):
     """No plan satisfies the instance; `binding` names the limit and `explanation` the shortfall in user units."""
 
     exit_code = 1
+    proven = True  # False when the search stopped on a limit (time, work) before proving it (planner.solve)
 
     def __init__(self, explanation: str, binding: str = "unknown"):
         self.explanation = explanation

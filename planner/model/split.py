@@ -296,6 +296,24 @@ def _attention_parts(name: str, d: dict, g: Granularity, act: float, hidden_byte
     return out
 
 
+def _chain_graph(graph: nx.DiGraph, parts_of, **attrs) -> nx.DiGraph:
+    """A new chain with every node of `graph` replaced by `parts_of(i, name)`, a list of (part name, its
+    attributes, activation bytes of the edge to the next part); from a node's last part on, the edge is
+    the node's own outgoing edge. `attrs` are added to the graph's attributes."""
+    nodes = list(graph.nodes)
+    out = nx.DiGraph(**{**graph.graph, **attrs})
+    previous, carried = None, None
+    for i, name in enumerate(nodes):
+        for part_name, part_attrs, inner in parts_of(i, name):
+            out.add_node(part_name, **{**part_attrs, "order": out.number_of_nodes()})
+            if previous is not None:
+                out.add_edge(previous, part_name, activation_bytes=float(carried))
+            previous, carried = part_name, inner
+        if i < len(nodes) - 1:
+            carried = graph.edges[name, nodes[i + 1]]["activation_bytes"]
+    return out
+
+
 def split_graph(graph: nx.DiGraph, g: Granularity) -> nx.DiGraph:
     """The graph with every node split into its parts (in execution order), edges carrying activations.
 
@@ -305,21 +323,15 @@ def split_graph(graph: nx.DiGraph, g: Granularity) -> nx.DiGraph:
         return graph
     act = graph.graph["activation_value_bytes"]
     hidden_bytes = graph.graph["hidden_size"] * act
-    nodes = list(graph.nodes)
-    out = nx.DiGraph(**{**graph.graph, "granularity": g.as_dict()})
-    previous, carried = None, None
-    for i, name in enumerate(nodes):
-        for part_name, attrs, inner in _parts_of(name, graph.nodes[name], g, act, hidden_bytes):
-            out.add_node(part_name, **{**attrs, "order": out.number_of_nodes()})
-            if previous is not None:
-                out.add_edge(previous, part_name, activation_bytes=float(carried))
-            previous, carried = part_name, inner
-        if i < len(nodes) - 1:  # from the node's last part on: the node's own outgoing edge
-            carried = graph.edges[name, nodes[i + 1]]["activation_bytes"]
-    return out
+    return _chain_graph(
+        graph,
+        lambda _, name: _parts_of(name, graph.nodes[name], g, act, hidden_bytes),
+        granularity=g.as_dict(),
+    )
 
 
 CUT_STEPS = 64  # a core part is cut between two groups at a multiple of 1/64 of its users (design choice)
+CORE_PER_USER = ("kv_bytes_per_token", "attn_flops_per_ctx_token", "attention_work_items")
 
 
 def cuttable(graph: nx.DiGraph, name: str) -> bool:
@@ -328,6 +340,12 @@ def cuttable(graph: nx.DiGraph, name: str) -> bool:
     two of its parts)."""
     d = graph.nodes[name]
     return d["kind"] == "core" and d.get("parts", 1) >= 2
+
+
+def between_parts_edge(node: dict, i: int) -> int:
+    """For core part `node` at position i of a split chain: the position k of an edge k -> k + 1 between
+    two parts of its core (after it, or before it for the last part): what a cut inside it carries."""
+    return i if node["part"] < node["parts"] - 1 else i - 1
 
 
 def cut_graph(graph: nx.DiGraph, cuts: dict[str, float]) -> nx.DiGraph:
@@ -342,30 +360,16 @@ def cut_graph(graph: nx.DiGraph, cuts: dict[str, float]) -> nx.DiGraph:
     if not cuts:
         return graph
     nodes = list(graph.nodes)
-    out = nx.DiGraph(**{**graph.graph, "core_cuts": len(cuts)})
-    previous, carried = None, None
-    for i, name in enumerate(nodes):
+
+    def pieces(i: int, name: str) -> list[tuple]:
         d = graph.nodes[name]
-        pieces = [(name, dict(d), None)]
-        if name in cuts:
-            share = cuts[name]
-            inside = d["part"] < d["parts"] - 1  # the edge between two of its parts: after it, or before
-            within = graph.edges[name, nodes[i + 1]] if inside else graph.edges[nodes[i - 1], name]
-            pieces = [
-                (f"{name}:{tag}", dict(d, **_scaled(d, s, CORE_PER_USER), first=first, users_share=s), inner)
-                for tag, s, first, inner in (
-                    ("a", share, d["first"], within["activation_bytes"]),
-                    ("b", 1.0 - share, 0, None),
-                )
-            ]
-        for piece, attrs, inner in pieces:
-            out.add_node(piece, **{**attrs, "order": out.number_of_nodes()})
-            if previous is not None:
-                out.add_edge(previous, piece, activation_bytes=float(carried))
-            previous, carried = piece, inner
-        if i < len(nodes) - 1:
-            carried = graph.edges[name, nodes[i + 1]]["activation_bytes"]
-    return out
+        if name not in cuts:
+            return [(name, dict(d), None)]
+        share, k = cuts[name], between_parts_edge(d, i)
+        within = graph.edges[nodes[k], nodes[k + 1]]["activation_bytes"]
+        return [
+            (f"{name}:{tag}", dict(d, **_scaled(d, s, CORE_PER_USER), first=first, users_share=s), inner)
+            for tag, s, first, inner in (("a", share, d["first"], within), ("b", 1.0 - share, 0, None))
+        ]
 
-
-CORE_PER_USER = ("kv_bytes_per_token", "attn_flops_per_ctx_token", "attention_work_items")
+    return _chain_graph(graph, pieces, core_cuts=len(cuts))

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from planner.model.split import CUT_STEPS, cuttable
+from planner.model.split import CUT_STEPS, between_parts_edge, cuttable
 from planner.placement.rows import SliceView
 from planner.placement.slicelp import SliceLP, new_highs
 from planner.placement.stage import StageData, stage_data
@@ -109,9 +109,8 @@ class _Chain:
         graph = d.problem.graph
         self.names = d.problem.nodes
         self.cuttable = [cuttable(graph, v) for v in self.names]
-        self.parts = [(graph.nodes[v].get("part", 0), graph.nodes[v].get("parts", 1)) for v in self.names]
+        self.graph = graph
         self.highs = new_highs()
-        self.lp_solves = 0
 
     def view(self, i: int, x: float, j: int, y: float) -> SliceView:
         d = self.d
@@ -122,8 +121,7 @@ class _Chain:
         ops = self.counts[j + (y > 0)] - self.counts[i + (x > 0)]  # ops whose first part starts here
         start = self.cls[i] if x else d.start_class(i)
         if y:  # a cut inside core part j sends what the edge between two of its parts carries
-            part, parts = self.parts[j]
-            edge = j if part < parts - 1 else j - 1
+            edge = between_parts_edge(self.graph.nodes[self.names[j]], j)
             send, link = (d.send[edge], d.link_e[edge]) if d.stages > 1 else (0.0, 0.0)
         else:
             send, link = d.send_after(j), d.link_after(j)
@@ -132,7 +130,6 @@ class _Chain:
     def fits(self, i: int, x: float, j: int, y: float, cycle: bool = True) -> bool:
         """The slice fits its group's memory and (`cycle`) runs within the cycle limit."""
         lp = SliceLP(self.view(i, x, j, y), self.highs)
-        self.lp_solves += 1
         t_min, _ = lp.min_time()
         return t_min <= self.d.t_max if cycle else t_min < math.inf  # the search's own test (Pricing)
 

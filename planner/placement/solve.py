@@ -476,7 +476,7 @@ def solve_problem(problem: Problem, progress: Progress | None = None, explain: b
     try:
         return _solve_whole_nodes(problem, progress, explain)
     except InfeasibleError as whole:
-        if not getattr(whole, "proven", True):
+        if not whole.proven:
             raise
         cut, packing = packed_problem(problem)
         if cut is not None:
@@ -491,7 +491,7 @@ def solve_problem(problem: Problem, progress: Progress | None = None, explain: b
                 )})  # fmt: skip
                 instance = problem.spec.model_copy(update={"core_cuts": cut.spec.core_cuts})
                 return plan.model_copy(update={"instance": instance, "solver": solver})
-        note = packing.verdict(problem) if packing is not None and not packing.complete else ""
+        note = packing.verdict(problem) if packing is not None else ""
         if not note:
             raise
         binding = "capacity" if packing.limit == "memory" else whole.binding

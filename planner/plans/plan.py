@@ -275,7 +275,8 @@ def _structure_violations(problem: Problem, plan: Plan) -> tuple[list[str], list
 
 def plan_problem(problem: Problem, plan: Plan) -> tuple[Problem, list[str]]:
     """The problem as the plan decided it (its group size, the core parts it cuts between groups:
-    planner.placement.packing), and what the plan decides that the instance does not allow (a group size it does not list, more micro-batches than users or than its cap)."""
+    planner.placement.packing), and what the plan decides that the instance does not allow (a group size
+    it does not list, more micro-batches than users or than its cap)."""
     bad = []
     cuts = plan.instance.core_cuts
     size = plan.chips_per_group
