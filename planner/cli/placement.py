@@ -338,6 +338,11 @@ def _print_plan_summary(problem, plan, facts, wide: bool = False) -> None:
     if g and any(v > 1 for v in g.values()):
         parts = ", ".join(f"{k} {v}" for k, v in g.items() if v > 1)
         console.print(f"sub-layer parts: {parts} ({f.get('graph_nodes')} graph nodes)")
+    if facts["core_cuts"]:
+        console.print(
+            f"core parts cut between groups: {facts['core_cuts']} (a part's users shared by two neighbouring "
+            f"groups in 1/64 steps, planner.placement.packing; solved at S = {facts['stages']} only)"
+        )
     console.print(f"J/token by S: {_per_stage_text(facts['per_stage_count'])}", soft_wrap=True)
     if plan.solver.per_group_size:
         sizes = "  ".join(

@@ -470,40 +470,70 @@ def solve_problem(problem: Problem, progress: Progress | None = None, explain: b
     Groups hold whole nodes first. When that is proven infeasible, the core parts are cut between
     neighbouring groups where the packing puts its boundaries (planner.placement.packing), and the plan
     is the exact solve of the cut problem (its instance carries the cuts and the S they were made for);
-    when that fails too, the whole-node verdict stands, with what stopped the packing put first."""
+    when that fails too, the whole-node verdict stands, with what stopped the packing put first. The
+    whole-node verdict is only explained then (its search for the reason is wasted when the cuts fit)."""
     from planner.placement.packing import packed_problem
 
-    try:
-        return _solve_whole_nodes(problem, progress, explain)
-    except InfeasibleError as whole:
-        if not whole.proven:
-            raise
-        cut, packing = packed_problem(problem)
-        if cut is not None:
-            try:
-                plan = _solve_whole_nodes(cut, progress, explain=False)
-            except InfeasibleError:
-                pass
-            else:  # the instance as given, with the cuts (a decision of the plan, like its group size)
-                solver = plan.solver.model_copy(update={"message": (
-                    f"core parts cut between groups at {len(packing.cuts)} places (planner.placement.packing), "
-                    f"solved at S = {packing.stages} only; " + plan.solver.message
-                )})  # fmt: skip
-                instance = problem.spec.model_copy(update={"core_cuts": cut.spec.core_cuts})
-                return plan.model_copy(update={"instance": instance, "solver": solver})
-        note = packing.verdict(problem) if packing is not None else ""
-        if not note:
-            raise
-        binding = "capacity" if packing.limit == "memory" else whole.binding
-        raise InfeasibleError(note + " With whole parts: " + whole.explanation, binding) from None
+    whole = _search_group_sizes(problem, progress)
+    if whole.feasible:
+        return whole.plan()
+    if not whole.proven:
+        raise whole.error(explain)
+    cut, packing = packed_problem(problem)
+    if cut is not None:
+        with_cuts = _search_group_sizes(cut, progress)
+        with_cuts.started = whole.started  # solve_s counts the whole-node search too
+        if with_cuts.feasible:  # the instance as given + the cuts (a plan's decision, like its group size)
+            plan = with_cuts.plan()
+            solver = plan.solver.model_copy(update={"message": (
+                f"core parts cut between groups at {len(packing.cuts)} places (planner.placement.packing), "
+                f"solved at S = {packing.stages} only; " + plan.solver.message
+            )})  # fmt: skip
+            instance = problem.spec.model_copy(update={"core_cuts": cut.spec.core_cuts})
+            return plan.model_copy(update={"instance": instance, "solver": solver})
+    error = whole.error(explain)
+    note = packing.verdict(problem) if packing is not None else ""
+    if not note:
+        raise error
+    binding = "capacity" if packing.limit == "memory" else error.binding
+    raise InfeasibleError(note + " With whole parts: " + error.explanation, binding) from None
 
 
-def _solve_whole_nodes(problem: Problem, progress: Progress | None, explain: bool) -> Plan:
-    from planner.placement.explain import explain_infeasible
+@dataclass
+class GroupSizeSearch:
+    """Every group size of a problem searched (solve_group_size): each size's best run and per-S records."""
 
-    spec = problem.spec
+    problem: Problem
+    outcomes: list[tuple[Problem, StageRun | None, dict[int, StageRecord]]]
+    interrupted: bool
+    started: float  # perf_counter at the start of the search
+
+    @property
+    def feasible(self) -> bool:
+        return any(best is not None for _, best, _ in self.outcomes)
+
+    @property
+    def proven(self) -> bool:
+        """No S ended by a time limit or a solver error: an infeasible verdict is a proof."""
+        return not any(r.status in ("time_limit", "error") for _, _, rs in self.outcomes for r in rs.values())
+
+    def error(self, explain: bool) -> InfeasibleError:
+        """The infeasible verdict, the binding limit named (planner.placement.explain)."""
+        from planner.placement.explain import explain_infeasible
+
+        variant, _, records = self.outcomes[0]
+        error = explain_infeasible(variant, records, explain)
+        error.proven = self.proven
+        return error
+
+    def plan(self) -> Plan:
+        """The best plan over the group sizes, placed and evaluated."""
+        return _best_plan(self.problem, self.outcomes, self.interrupted, self.started)
+
+
+def _search_group_sizes(problem: Problem, progress: Progress | None) -> GroupSizeSearch:
     started = time.perf_counter()
-    sizes = spec.group_sizes
+    sizes = problem.spec.group_sizes
     variants = (
         [problem] if sizes == [None] or len(sizes) == 1 else [problem.with_chips_per_group(c) for c in sizes]
     )
@@ -515,13 +545,12 @@ def _solve_whole_nodes(problem: Problem, progress: Progress | None, explain: boo
         if stopped:
             interrupted = True
             break
+    return GroupSizeSearch(problem, outcomes, interrupted, started)
+
+
+def _best_plan(problem: Problem, outcomes, interrupted: bool, started: float) -> Plan:
+    spec = problem.spec
     feasible = [(v, b, r) for v, b, r in outcomes if b is not None]
-    if not feasible:
-        error = explain_infeasible(outcomes[0][0], outcomes[0][2], explain)
-        error.proven = not any(
-            r.status in ("time_limit", "error") for _, _, rs in outcomes for r in rs.values()
-        )
-        raise error
     chosen, best, records = min(feasible, key=lambda o: o[1].solution.objective)
     size_problem = chosen
     chosen = best.problem if best.problem is not None else chosen  # with its micro-batches in flight
@@ -546,7 +575,7 @@ def _solve_whole_nodes(problem: Problem, progress: Progress | None, explain: boo
         status = "optimal"
     gap = max(0.0, (sol.objective - overall) / sol.objective) if overall is not None else None
     per_size = {}
-    if len(variants) > 1:
+    if len(spec.group_sizes) > 1:  # as many outcomes, unless interrupted
         for v, b, _ in outcomes:
             per_size[v.hw.chips_per_group] = GroupSizeRecord(
                 joules_per_token=None if b is None else b.solution.objective,

@@ -419,6 +419,7 @@ def summary(plan: Plan, cost: PipelineCost) -> dict[str, Any]:
         "solve_s": s.solve_s,
         "build_s": s.build_s,
         "method": s.method,
+        "core_cuts": len(plan.instance.core_cuts or {}),  # core parts cut between groups (placement.packing)
         "per_stage_count": {
             int(k): (r.joules_per_token if r.joules_per_token is not None else r.status)
             for k, r in s.per_stage.items()
