@@ -669,7 +669,7 @@ def test_ctrl_c_at_any_moment_prints_one_line_and_exits_130(module, then_wait):
 
 def test_worker_processes_stop_quietly():
     """A sweep's worker gets the same Ctrl-C as the parent: it ends at once, printing nothing."""
-    code = "import os, signal, time; from planner.runs.executor import quiet_interrupts as q; q(); os.kill(os.getpid(), signal.SIGINT); time.sleep(5)"
+    code = "import os, signal, time; from planner.runs.workers import quiet_interrupts as q; q(); os.kill(os.getpid(), signal.SIGINT); time.sleep(5)"
     done = limited_run([sys.executable, "-c", code], timeout=30, cwd=ROOT)
     assert done.returncode == 130 and done.stderr == ""
 

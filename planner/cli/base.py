@@ -193,6 +193,15 @@ def parse_split(text: str | None):
     return parts
 
 
+def start_workers(workers: int | None, scheduler: str | None) -> None:
+    """Start the local workers' fork server first thing (planner.runs.workers.start_fork_server) when the
+    command will use local workers: it imports the planner while the command does."""
+    if scheduler is None and workers != 1:
+        from planner.runs.workers import start_fork_server
+
+        start_fork_server()
+
+
 def print_json(data) -> None:
     """The one JSON printer: never NaN or Infinity (planner.core.fileio.json_text)."""
     from planner.core.fileio import json_text

@@ -24,6 +24,7 @@ from planner.cli.base import (
     print_json,
     print_table,
     records,
+    start_workers,
 )
 from planner.cli.progress import ProgressReport
 from planner.core.errors import PlannerInputError, bounded_repr
@@ -198,6 +199,7 @@ def compare_command(
     Every model x memory x users case is solved and each model x memory's max users searched exactly;
     --wide adds J/token by category and KV bandwidth per die; --out writes the tables and a Pareto plot;
     --report FILE.html an interactive report of the same."""
+    start_workers(workers, None)
     from planner.studies.compare import COMPARISON_FILES
 
     check_output(cache, "--cache", directory=True)
@@ -296,6 +298,7 @@ def sweep_command(
     quiet: o.Quiet = False,
 ) -> None:
     """Solve every combination of a sweep file in parallel; each case is cached, so a rerun resumes."""
+    start_workers(workers, dask)
     from planner.api import sweep
     from planner.runs.sweep import load_sweep
 
@@ -349,6 +352,7 @@ def study_deep_pipeline(
 ) -> None:
     """S micro-batches in flight (the deep pipeline) against one, at the same per-user speed: max users
     and J/token per S, for each model of the sweep file."""
+    start_workers(workers, None)
     from planner.studies.deep_pipeline import DEEP_PIPELINE_FILES
 
     check_output(out, "--out", directory=True, files=DEEP_PIPELINE_FILES)
@@ -648,6 +652,7 @@ def study_memory_space(
     """Max users (exact) and J/token over a log grid of KV-memory capacity x bandwidth per die, per speed
     floor and pJ/bit, with the catalog's technologies marked and the balance line drawn; then the capacity
     per die at which --like serves --baseline's max users."""
+    start_workers(workers, dask)
     import time
 
     from planner.studies.memory_design import MEMORY_SPACE_FILES, SPACE_BANDWIDTHS, SPACE_CAPACITIES

@@ -1,4 +1,4 @@
-"""What the worker processes' fork server imports once (planner.runs.executor.PRELOAD): everything a
+"""What the worker processes' fork server imports once (planner.runs.workers.PRELOAD): everything a
 case needs (run_case, the solver, the plan metrics, the unit registry), so each forked worker starts with
 it loaded. Importing this module is all it does. Should any of it fail here (the server would die on any
 error but ImportError), the server carries on and each worker imports what it needs itself, as a spawned
