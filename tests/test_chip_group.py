@@ -370,3 +370,37 @@ def test_kv_bandwidth_limit_reached_within_5_percent():
     found = max_users(spec)
     assert found.exact and found.max_users <= bound
     assert found.max_users >= 0.95 * bound, (found.max_users, bound)
+
+
+@pytest.mark.parametrize("status", ["time_limit", "error"])
+def test_a_cut_search_that_did_not_finish_proves_nothing(monkeypatch, status):
+    """The instance above (whole parts cannot place 15,400 users; the cuts can) with the cut problem's
+    search made to end on a time limit or a HiGHS error at its one S: the verdict must not claim a proof
+    (a capacity search would take it as one), and a solver failure is reported as one (SolverFailure),
+    not as infeasibility."""
+    from planner.core.errors import InfeasibleError, SolverFailure
+    from planner.placement import solve as solving
+    from planner.plans.plan import StageRecord
+    from planner.problem.problem import resolve
+
+    real = solving._search_group_sizes
+    searched = []
+
+    def cut_search_unfinished(problem, progress):
+        searched.append(problem.spec.core_cuts)
+        if not problem.spec.core_cuts:
+            return real(problem, progress)
+        record = StageRecord(status=status, message="stopped (test)")
+        return solving.GroupSizeSearch(problem, [(problem, None, {64: record})], False, 0.0)
+
+    monkeypatch.setattr(solving, "_search_group_sizes", cut_search_unfinished)
+    spec = spec_from_flags(
+        model="llama-3.1-8b", hardware="sram-pipeline", kv_memory="novel-kv-dram", chips_per_group=8,
+        max_groups=64, users=15_400, context=4096, min_tokens_per_s=5, core_parts=16,
+    )  # fmt: skip
+    expected = InfeasibleError if status == "time_limit" else SolverFailure
+    with pytest.raises(expected) as caught:
+        solving.solve_problem(resolve(spec), explain=False)
+    assert len(searched) == 2 and searched[1]  # the whole-node search, then the cut one
+    if status == "time_limit":
+        assert caught.value.proven is False

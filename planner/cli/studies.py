@@ -298,12 +298,12 @@ def sweep_command(
     quiet: o.Quiet = False,
 ) -> None:
     """Solve every combination of a sweep file in parallel; each case is cached, so a rerun resumes."""
+    check_output(out, "--out", suffixes=(".csv", ".parquet"))
+    check_output(cache, "--cache", directory=True)
     start_workers(workers, dask)
     from planner.api import sweep
     from planner.runs.sweep import load_sweep
 
-    check_output(out, "--out", suffixes=(".csv", ".parquet"))
-    check_output(cache, "--cache", directory=True)
     spec = load_sweep(sweep_file)
     dtypes = {k: v for k, v in (("weight_dtype", weight_dtype), ("kv_dtype", kv_dtype)) if v is not None}
     if dtypes:

@@ -491,12 +491,16 @@ def solve_problem(problem: Problem, progress: Progress | None = None, explain: b
             )})  # fmt: skip
             instance = problem.spec.model_copy(update={"core_cuts": cut.spec.core_cuts})
             return plan.model_copy(update={"instance": instance, "solver": solver})
+        with_cuts.error(explain=False)  # raises SolverFailure where HiGHS failed on the cut problem
     error = whole.error(explain)
+    error.proven = cut is None or with_cuts.proven  # a cut search stopped by a time limit proves nothing
     note = packing.verdict(problem) if packing is not None else ""
     if not note:
         raise error
     binding = "capacity" if packing.limit == "memory" else error.binding
-    raise InfeasibleError(note + " With whole parts: " + error.explanation, binding) from None
+    combined = InfeasibleError(note + " With whole parts: " + error.explanation, binding)
+    combined.proven = error.proven
+    raise combined from None
 
 
 @dataclass

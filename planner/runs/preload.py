@@ -11,5 +11,9 @@ try:
     from planner.runs import cache  # noqa: F401
 
     parse_quantity("1 W", "watts")  # builds the pint registry once, in the server
+except KeyboardInterrupt:  # Ctrl-C while the server imports: the parent got it too and reports it
+    import os
+
+    os._exit(130)
 except Exception:  # noqa: BLE001, S110  (see the docstring: the workers import it again and report)
     pass
