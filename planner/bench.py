@@ -14,7 +14,8 @@ prints figures, not a timed test.
 - instances: `planner solve` of every shipped instance;
 - scale: a Llama-3.1-70B-shaped config with 1,280 layers (2,562 whole nodes, --split none) on
   sram-pipeline, --max-groups 2048, 1,024 users, 4K context, 20 tokens/s: every S solved or pruned;
-- sweep: `planner sweep sweeps/example.yaml` with 1 and with 2 workers (fresh caches);
+- sweep: `planner sweep sweeps/example.yaml` with 1 and with 2 workers, alternating, --repeat runs of
+  each (a fresh cache each);
 - compare: the README's memory comparison (fresh cache).
 """
 
@@ -126,22 +127,34 @@ def main(
             args = ["solve", "--model", str(path), "--hardware", "sram-pipeline", "--max-groups", "2048", "--users",
                     "1024", "--context", "4096", "--min-tokens-per-s", "20", "--split", "none", "-q", "--json"]  # fmt: skip
             record("scale target: 2,562 nodes, S = 21..2048, every S solved or pruned", args, 1)
-    if "sweep" in chosen:
+    if "sweep" in chosen:  # --repeat runs of each, 1 and 2 workers alternating, each with a fresh cache
+        times: dict[int, list[float]] = {1: [], 2: []}
+        loads: dict[int, list[float]] = {1: [], 2: []}
+        for _ in range(repeat):
+            for workers in (1, 2):
+                cache = Path(tempfile.mkdtemp(prefix="planner-bench-"))
+                try:
+                    loads[workers].append(_load())
+                    args = [
+                        "sweep",
+                        "sweeps/example.yaml",
+                        "--workers",
+                        str(workers),
+                        "--cache",
+                        str(cache),
+                        "-q",
+                    ]
+                    times[workers] += _wall(args, 1)[1]
+                finally:
+                    shutil.rmtree(cache, ignore_errors=True)
         for workers in (1, 2):
-            cache = Path(tempfile.mkdtemp(prefix="planner-bench-"))
-            try:
-                args = [
-                    "sweep",
-                    "sweeps/example.yaml",
-                    "--workers",
-                    str(workers),
-                    "--cache",
-                    str(cache),
-                    "-q",
-                ]
-                record(f"planner sweep sweeps/example.yaml --workers {workers} (cold cache)", args, 1)
-            finally:
-                shutil.rmtree(cache, ignore_errors=True)
+            name = f"planner sweep sweeps/example.yaml --workers {workers} (cold cache)"
+            load = (loads[workers][0], _load())
+            _row(name, statistics.median(times[workers]), times[workers], load)
+            figures[name] = {
+                "median_s": statistics.median(times[workers]), "runs_s": times[workers],
+                "load_before": load[0], "load_after": load[1],
+            }  # fmt: skip
         one = figures["planner sweep sweeps/example.yaml --workers 1 (cold cache)"]["median_s"]
         two = figures["planner sweep sweeps/example.yaml --workers 2 (cold cache)"]["median_s"]
         print(f"{'  sweep speed-up with 2 workers':<58} {one / two:>8.2f} x")
