@@ -102,11 +102,16 @@ def main(
     )
     figures: dict[str, dict] = {}
 
+    def report(name: str, times: list[float], before: float, note: str = "") -> None:
+        after = _load()
+        _row(name, statistics.median(times), times, (before, after), note)
+        figures[name] = {
+            "median_s": statistics.median(times), "runs_s": times, "load_before": before, "load_after": after,
+        }  # fmt: skip
+
     def record(name: str, args: list[str], runs: int, note: str = "", env: dict | None = None) -> None:
         before = _load()
-        median, times = _wall(args, runs, env)
-        _row(name, median, times, (before, _load()), note)
-        figures[name] = {"median_s": median, "runs_s": times, "load_before": before, "load_after": _load()}
+        report(name, _wall(args, runs, env)[1], before, note)
 
     if "help" in chosen:
         record("planner --help", ["--help"], repeat, f"imports {_imports(['--help']) or 'none'} of {HEAVY}")
@@ -128,13 +133,12 @@ def main(
                     "1024", "--context", "4096", "--min-tokens-per-s", "20", "--split", "none", "-q", "--json"]  # fmt: skip
             record("scale target: 2,562 nodes, S = 21..2048, every S solved or pruned", args, 1)
     if "sweep" in chosen:  # --repeat runs of each, 1 and 2 workers alternating, each with a fresh cache
+        before = _load()
         times: dict[int, list[float]] = {1: [], 2: []}
-        loads: dict[int, list[float]] = {1: [], 2: []}
         for _ in range(repeat):
             for workers in (1, 2):
                 cache = Path(tempfile.mkdtemp(prefix="planner-bench-"))
                 try:
-                    loads[workers].append(_load())
                     args = [
                         "sweep",
                         "sweeps/example.yaml",
@@ -148,13 +152,9 @@ def main(
                 finally:
                     shutil.rmtree(cache, ignore_errors=True)
         for workers in (1, 2):
-            name = f"planner sweep sweeps/example.yaml --workers {workers} (cold cache)"
-            load = (loads[workers][0], _load())
-            _row(name, statistics.median(times[workers]), times[workers], load)
-            figures[name] = {
-                "median_s": statistics.median(times[workers]), "runs_s": times[workers],
-                "load_before": load[0], "load_after": load[1],
-            }  # fmt: skip
+            report(
+                f"planner sweep sweeps/example.yaml --workers {workers} (cold cache)", times[workers], before
+            )
         one = figures["planner sweep sweeps/example.yaml --workers 1 (cold cache)"]["median_s"]
         two = figures["planner sweep sweeps/example.yaml --workers 2 (cold cache)"]["median_s"]
         print(f"{'  sweep speed-up with 2 workers':<58} {one / two:>8.2f} x")

@@ -386,10 +386,10 @@ def test_a_cut_search_that_did_not_finish_proves_nothing(monkeypatch, status):
     real = solving._search_group_sizes
     searched = []
 
-    def cut_search_unfinished(problem, progress):
+    def cut_search_unfinished(problem, progress, started=None):
         searched.append(problem.spec.core_cuts)
         if not problem.spec.core_cuts:
-            return real(problem, progress)
+            return real(problem, progress, started)
         record = StageRecord(status=status, message="stopped (test)")
         return solving.GroupSizeSearch(problem, [(problem, None, {64: record})], False, 0.0)
 

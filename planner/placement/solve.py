@@ -481,8 +481,7 @@ def solve_problem(problem: Problem, progress: Progress | None = None, explain: b
         raise whole.error(explain)
     cut, packing = packed_problem(problem)
     if cut is not None:
-        with_cuts = _search_group_sizes(cut, progress)
-        with_cuts.started = whole.started  # solve_s counts the whole-node search too
+        with_cuts = _search_group_sizes(cut, progress, whole.started)  # solve_s counts both searches
         if with_cuts.feasible:  # the instance as given + the cuts (a plan's decision, like its group size)
             plan = with_cuts.plan()
             solver = plan.solver.model_copy(update={"message": (
@@ -535,8 +534,11 @@ class GroupSizeSearch:
         return _best_plan(self.problem, self.outcomes, self.interrupted, self.started)
 
 
-def _search_group_sizes(problem: Problem, progress: Progress | None) -> GroupSizeSearch:
-    started = time.perf_counter()
+def _search_group_sizes(
+    problem: Problem, progress: Progress | None, started: float | None = None
+) -> GroupSizeSearch:
+    """Every group size searched; `started` (perf_counter) is when the solve began, by default now."""
+    started = time.perf_counter() if started is None else started
     sizes = problem.spec.group_sizes
     variants = (
         [problem] if sizes == [None] or len(sizes) == 1 else [problem.with_chips_per_group(c) for c in sizes]
