@@ -215,7 +215,33 @@ def test_time_limit_while_pricing_the_walk_is_a_time_limit_not_an_error(monkeypa
         return real(pricing, deadline)
 
     monkeypatch.setattr(solve_module, "build_arcs", walk_times_out)
+    # here the cycle relaxation's own plan is already proven optimal (next test); pretend it is not
+    monkeypatch.setattr(solve_module, "_relaxation_proven", lambda problem, relaxed, rel_gap: None)
     run = solve_module.solve_stage(problem, 3, "milp", 60.0, 1e-4, None)
     assert len(calls) == 2, "the stage must be walk-bound for this test to reach the walk"
     assert run.solution.status in ("time_limit", "optimal"), run.solution.message
     assert run.solution.status != "error" and run.solution.groups is not None
+
+
+def test_a_cycle_relaxation_plan_that_meets_the_walk_ends_a_walk_bound_stage(monkeypatch):
+    """One micro-batch in flight, S = 3: walk-bound. The cycle search's plan (walk left out) already
+    meets the walk and its cost is within the gap of the proven bound, so the walk's slices are not
+    priced (build_arcs called once) and the S is optimal; its J/token equals the exhaustive reference's,
+    which enumerates every cut and split independently of the search (planner.placement.reference)."""
+    spec = spec_from_flags(
+        model="llama-3.1-8b", hardware="sram-pipeline", chips_per_group=4, max_groups=3, users=16,
+        context=2048, min_tokens_per_s=20, micro_batches=1, stages=3,
+    )  # fmt: skip
+    problem = load_problem(spec)
+    assert not problem.cycle_bound(3)
+    real = solve_module.build_arcs
+    calls = []
+    monkeypatch.setattr(
+        solve_module, "build_arcs", lambda p, deadline=float("inf"): calls.append(p) or real(p, deadline)
+    )
+    run = solve_module.solve_stage(problem, 3, "milp", 60.0, 1e-4, None)
+    assert len(calls) == 1 and run.solution.status == "optimal", run.solution.message
+    assert "meets the walk" in run.solution.message
+    reference = solve_module.solve_stage(problem, 3, "exhaustive", 60.0, 1e-4, None)
+    assert run.solution.objective == pytest.approx(reference.solution.objective, rel=1e-4)
+    assert run.solution.objective >= reference.solution.objective * (1 - 1e-9)

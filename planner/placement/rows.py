@@ -25,7 +25,7 @@ from planner.placement.stage import Item, StageData
 Col = tuple  # ("f", (cls, kind), tier index) or ("p", (cls, kind))
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: rows are built by the hundred thousand, and a frozen init is slower
 class Row:
     family: str
     name: str
@@ -38,11 +38,11 @@ class Row:
 
 
 def f(item: Item, t: int) -> Col:
-    return ("f", item.key, t)
+    return item.f_cols[t]
 
 
 def p(item: Item) -> Col:
-    return ("p", item.key)
+    return item.p_col
 
 
 @dataclass(frozen=True)

@@ -176,10 +176,10 @@ def build_arcs(pricing: Pricing, deadline: float = math.inf) -> Arcs:
         ends_at.setdefault(e, []).append(i)
         starts_at.setdefault(i, []).append(e)
     for e in range(1, n + 1):
-        fwd[e] = min((fwd[i] + 1 for i in ends_at.get(e, ())), default=math.inf)
+        fwd[e] = min([fwd[i] for i in ends_at.get(e, ())], default=math.inf) + 1
     bwd = [math.inf] * n + [0]  # fewest arcs covering nodes p..n-1
     for q in range(n - 1, -1, -1):
-        bwd[q] = min((1 + bwd[e] for e in starts_at.get(q, ())), default=math.inf)
+        bwd[q] = min([bwd[e] for e in starts_at.get(q, ())], default=math.inf) + 1
     keep = sorted((e, i, ty) for i, e, ty in raw if fwd[i] + 1 + bwd[e] <= s <= i + 1 + (n - e))
     cols = list(zip(*keep)) if keep else [[], [], []]
     types = np.array(cols[2], dtype=np.int64)

@@ -136,9 +136,12 @@ class SliceLP:
             if col[0] == "f":
                 hi[j] = 1.0
         lp_rows = []
+        self._time_rows = []  # for point(): the time rows (tau < 0) by column index
         for row in self.rows:
             idx = [cols[c] for c, _ in row.terms]
             val = [v for _, v in row.terms]
+            if row.tau < 0:
+                self._time_rows.append((list(zip(val, idx)), row.const, row.rhs, -row.tau))
             if row.tau:
                 idx.append(self.tau)
                 val.append(row.tau)
@@ -150,6 +153,11 @@ class SliceLP:
                 continue
             lp_rows.append((idx, val, lo_r, hi_r))
         self.feasible = True
+        # point(): each item's epigraph column, floor and (read time, f column) per tier
+        self._epigraphs = [
+            (cols.get(it.p_col), it.floor, [(r, cols.get(c)) for r, c in zip(it.read, it.f_cols)])
+            for it, _ in view.items
+        ]
         ecols = np.flatnonzero(self.energy_cost)
         self.row_energy = len(lp_rows)
         lp_rows.append((ecols.tolist(), self.energy_cost[ecols].tolist(), -INF, INF))
@@ -180,15 +188,15 @@ class SliceLP:
     def point(self, x: np.ndarray) -> tuple[float, float]:
         """(the least tau the fractions of x allow, their energy): epigraphs recomputed from the
         fractions, so slack in the LP's epigraphs does not count."""
-        vals = dict(zip(self.cols, x[: self.tau]))
-        for it, _ in self.view.items:
-            key = ("p", it.key)
-            vals[key] = max([it.floor] + [r * vals.get(("f", it.key, t), 0.0) for t, r in enumerate(it.read)])
+        vals = x[: self.tau].tolist() + [0.0]  # index -1 (a column the slice does not have): 0
+        for j, floor, reads in self._epigraphs:
+            value = max([floor] + [r * vals[-1 if i is None else i] for r, i in reads])
+            if j is not None:
+                vals[j] = value
         tau = 0.0
-        for row in self.rows:
-            if row.tau < 0:
-                lhs = sum(v * vals.get(c, 0.0) for c, v in row.terms) + row.const - row.rhs
-                tau = max(tau, lhs / -row.tau)
+        for terms, const, rhs, rate in self._time_rows:
+            lhs = sum(v * vals[i] for v, i in terms) + const - rhs
+            tau = max(tau, lhs / rate)
         return tau, self.energy_const + float(self.energy_cost[: self.tau] @ x[: self.tau])
 
     def _lexicographic(self, first: np.ndarray, second: np.ndarray, on_time: bool) -> np.ndarray | None:

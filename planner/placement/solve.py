@@ -200,11 +200,33 @@ def _cycle_run(problem, pricing, arcs, bound, rel_gap, cutoff, deadline, build_s
     return StageRun(_priced(problem, sol, best_t * d.time_unit_s), pricing, arcs, search, best_t)
 
 
+def _relaxation_proven(problem: Problem, relaxed: StageSolution, rel_gap: float) -> StageSolution | None:
+    """The cycle relaxation's plan as the optimum of a walk-bound S, when it is: it meets the walk the
+    relaxation left out (no violation in the full model) and its cost is within `rel_gap` of the
+    relaxation's bound, which bounds the true problem too (the walk only lengthens the period). Else None."""
+    if relaxed.groups is None or relaxed.best_bound is None or relaxed.status != "optimal":
+        return None
+    priced, violations = _evaluated(problem, relaxed, relaxed.cycle_s)
+    if violations or priced.objective - relaxed.best_bound > rel_gap * priced.objective:
+        return None
+    return dataclasses.replace(
+        priced,
+        status="optimal",
+        best_bound=min(relaxed.best_bound, priced.objective),
+        gap=max(0.0, (priced.objective - relaxed.best_bound) / priced.objective),
+        message=f"walk-bound S: the cycle relaxation's plan meets the walk; {relaxed.message}",
+    )
+
+
 def _walk_bound(problem, cycle: StageRun, bound, rel_gap, cutoff, time_limit, deadline, build_s) -> StageRun:
     """An S the walk can bind: the cycle search's and the walk search's plans and bounds (solve_stage)."""
     d = cycle.pricing.d if cycle.pricing is not None else stage_data(problem, cycle.solution.stages)
     stages, m, es = d.stages, d.micro_batches, d.energy_unit_j
     t1 = time.perf_counter()
+    proven = _relaxation_proven(problem, cycle.solution, rel_gap)
+    if proven is not None:  # the walk relaxation is not needed
+        return StageRun(dataclasses.replace(proven, build_s=build_s, solve_s=time.perf_counter() - t1),
+                        cycle.pricing, cycle.arcs)  # fmt: skip
     walk = Pricing(walk_data(d))
     try:
         warcs = build_arcs(walk, deadline)

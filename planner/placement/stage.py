@@ -44,9 +44,19 @@ class Item:
     floor: float
     energy: tuple[float, ...]
 
-    @property
+    @cached_property
     def key(self) -> tuple[int, str]:
         return (self.cls, self.kind)
+
+    @cached_property
+    def f_cols(self) -> tuple[tuple, ...]:
+        """Its tier-fraction columns ("f", key, t), one per tier (built once: rows name them often)."""
+        return tuple(("f", self.key, t) for t in range(len(self.share)))
+
+    @cached_property
+    def p_col(self) -> tuple:
+        """Its phase-time epigraph column ("p", key)."""
+        return ("p", self.key)
 
 
 @dataclass(frozen=True)
