@@ -215,8 +215,8 @@ def test_time_limit_while_pricing_the_walk_is_a_time_limit_not_an_error(monkeypa
         return real(pricing, deadline)
 
     monkeypatch.setattr(solve_module, "build_arcs", walk_times_out)
-    # here the cycle relaxation's own plan is already proven optimal (next test); pretend it is not
-    monkeypatch.setattr(solve_module, "_relaxation_proven", lambda problem, relaxed, rel_gap: None)
+    # here the cycle relaxation's own plan is already proven optimal (next test); pretend no plan is proven
+    monkeypatch.setattr(solve_module, "_proven", lambda plans, lower, rel_gap: None)
     run = solve_module.solve_stage(problem, 3, "milp", 60.0, 1e-4, None)
     assert len(calls) == 2, "the stage must be walk-bound for this test to reach the walk"
     assert run.solution.status in ("time_limit", "optimal"), run.solution.message

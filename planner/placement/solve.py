@@ -200,49 +200,43 @@ def _cycle_run(problem, pricing, arcs, bound, rel_gap, cutoff, deadline, build_s
     return StageRun(_priced(problem, sol, best_t * d.time_unit_s), pricing, arcs, search, best_t)
 
 
-def _relaxation_proven(problem: Problem, relaxed: StageSolution, rel_gap: float) -> StageSolution | None:
-    """The cycle relaxation's plan as the optimum of a walk-bound S, when it is: it meets the walk the
-    relaxation left out (no violation in the full model) and its cost is within `rel_gap` of the
-    relaxation's bound, which bounds the true problem too (the walk only lengthens the period). Else None."""
-    if relaxed.groups is None or relaxed.best_bound is None or relaxed.status != "optimal":
+def _proven(plans: list[StageSolution], lower: list[float], rel_gap: float) -> StageSolution | None:
+    """The cheapest of `plans` (each meets the full model) as optimal when its J/token is within `rel_gap`
+    of the best of the valid lower bounds `lower` (J/token); else None."""
+    best = min(plans, key=lambda s: s.objective, default=None)
+    best_bound = max(lower)
+    if best is None or best.objective - best_bound > rel_gap * best.objective:
         return None
-    priced, violations = _evaluated(problem, relaxed, relaxed.cycle_s)
-    if violations or priced.objective - relaxed.best_bound > rel_gap * priced.objective:
-        return None
-    return dataclasses.replace(
-        priced,
-        status="optimal",
-        best_bound=min(relaxed.best_bound, priced.objective),
-        gap=max(0.0, (priced.objective - relaxed.best_bound) / priced.objective),
-        message=f"walk-bound S: the cycle relaxation's plan meets the walk; {relaxed.message}",
-    )
+    return dataclasses.replace(best, status="optimal", best_bound=min(best_bound, best.objective),
+                               gap=max(0.0, (best.objective - best_bound) / best.objective))  # fmt: skip
 
 
 def _walk_bound(problem, cycle: StageRun, bound, rel_gap, cutoff, time_limit, deadline, build_s) -> StageRun:
-    """An S the walk can bind: the cycle search's and the walk search's plans and bounds (solve_stage)."""
+    """An S the walk can bind: the cycle search's and the walk search's plans and bounds (solve_stage).
+    The cycle search's plan, when it meets the walk, and its bound (valid here too: the walk only lengthens
+    the period) may already prove the S; else the walk's slices are priced for the walk relaxation."""
     d = cycle.pricing.d if cycle.pricing is not None else stage_data(problem, cycle.solution.stages)
     stages, m, es = d.stages, d.micro_batches, d.energy_unit_j
     t1 = time.perf_counter()
-    proven = _relaxation_proven(problem, cycle.solution, rel_gap)
+    lower = [bound * es]
+    if cycle.solution.best_bound is not None and cycle.solution.status in ("optimal", "pruned", "infeasible"):
+        lower.append(cycle.solution.best_bound)
+    plans: list[StageSolution] = []
+    if cycle.solution.groups is not None:
+        priced, violations = _evaluated(problem, cycle.solution, cycle.solution.cycle_s)
+        if not violations:
+            plans.append(priced)
+    proven = _proven(plans, lower, rel_gap)
     if proven is not None:  # the walk relaxation is not needed
-        return StageRun(dataclasses.replace(proven, build_s=build_s, solve_s=time.perf_counter() - t1),
-                        cycle.pricing, cycle.arcs)  # fmt: skip
+        msg = f"walk-bound S: the cycle relaxation's plan meets the walk; {cycle.solution.message}"
+        return StageRun(dataclasses.replace(proven, build_s=build_s, solve_s=time.perf_counter() - t1,
+                                            message=msg), cycle.pricing, cycle.arcs)  # fmt: skip
     walk = Pricing(walk_data(d))
     try:
         warcs = build_arcs(walk, deadline)
     except TimeUp:  # the time limit struck while pricing the walk's slices: the cycle search's plan stands
         warcs = None
     timed_out = warcs is None
-    lower = [bound * es]
-    if cycle.solution.best_bound is not None and cycle.solution.status in ("optimal", "pruned", "infeasible"):
-        lower.append(
-            cycle.solution.best_bound if cycle.solution.groups is None else cycle.solution.best_bound
-        )
-    plans: list[StageSolution] = []
-    if cycle.solution.groups is not None:
-        priced, violations = _evaluated(problem, cycle.solution, cycle.solution.cycle_s)
-        if not violations:
-            plans.append(priced)
     if warcs is not None and len(warcs):
         search = WalkSearch(walk, warcs)
         path, lats, value, dual = search.run(walk.d.static_e, walk.d.walk_max, rel_gap)
@@ -265,15 +259,15 @@ def _walk_bound(problem, cycle: StageRun, bound, rel_gap, cutoff, time_limit, de
         lower.append(math.inf)  # no slice fits within the floor's period: infeasible
     best_bound = max(lower)
     solve_s = time.perf_counter() - t1
-    best = min(plans, key=lambda s: s.objective, default=None)
-    if best is not None and (best.objective - best_bound) <= rel_gap * best.objective:
+    proven = _proven(plans, lower, rel_gap)
+    if proven is not None:
         msg = f"walk-bound S: cycle and walk relaxations, {len(warcs or ())} walk arcs; {cycle.solution.message}"
         return StageRun(
-            dataclasses.replace(best, status="optimal", best_bound=min(best_bound, best.objective),
-                                gap=max(0.0, (best.objective - best_bound) / best.objective), build_s=build_s,
-                                solve_s=solve_s, message=msg, work=cycle.pricing.lp_solves + walk.lp_solves),
-            cycle.pricing, cycle.arcs, None, None,
+            dataclasses.replace(proven, build_s=build_s, solve_s=solve_s, message=msg,
+                                work=cycle.pricing.lp_solves + walk.lp_solves),
+            cycle.pricing, cycle.arcs,
         )  # fmt: skip
+    best = min(plans, key=lambda s: s.objective, default=None)
     if best is None and not math.isfinite(best_bound):
         msg = "no placement meets the capacities and the speed floor"
         return StageRun(empty(stages, m, "infeasible", msg, build_s=build_s, solve_s=solve_s))
