@@ -45,7 +45,7 @@ COMPARE = [
     "sram,hbm3e,hbm4,lpddr5x,gddr7,novel-kv-dram", "--users", "16,256,4096,32768", "--context", "4096",
     "--min-tokens-per-s", "20",
 ]  # fmt: skip
-HEAVY = ("pyomo", "pandas", "matplotlib")
+HEAVY = ("pyomo", "pandas", "matplotlib", "networkx")
 
 app = typer.Typer(add_completion=False, help=__doc__.split("\n")[0], pretty_exceptions_enable=False)
 

@@ -403,6 +403,19 @@ def test_model_info_json(cli):
     assert info["weight_bytes"] == pytest.approx(2 * 70.55e9, rel=0.005)
 
 
+@pytest.mark.parametrize("dtypes", [("bf16", "bf16"), ("fp8", "fp8")])
+def test_model_facts_without_the_graph_equal_the_graphs(dtypes):
+    """`planner model info` reads its facts from the node list (load_model_facts, no networkx); they are
+    the facts of the built NetworkX graph (Model.info) for every shipped model."""
+    from planner.model.config import GRAPHS_DIR
+    from planner.model.graph import load_model, load_model_facts
+
+    names = sorted(p.stem for p in GRAPHS_DIR.glob("*.json"))
+    assert len(names) >= 5
+    for name in names:
+        assert load_model_facts(name, *dtypes) == load_model(name, *dtypes).info(), name
+
+
 def test_model_info_table(cli):
     result = cli(["model", "info", "mixtral-8x7b"])
     assert result.exit_code == 0, result.output

@@ -32,9 +32,9 @@ def model_info(
     kv_dtype: o.KvDtype = "bf16",
 ) -> None:
     """Parameters, bytes, KV per token, layers, nodes and experts of a model."""
-    from planner.model.graph import load_model
+    from planner.model.graph import load_model_facts
 
-    info = load_model(model, weight_dtype, kv_dtype).info()
+    info = load_model_facts(model, weight_dtype, kv_dtype)
     if json_out:
         print_json(info)
         return

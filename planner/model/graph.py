@@ -8,15 +8,18 @@ All node attributes are per token (per user) and carry their unit in the name.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from planner.core.errors import PlannerInputError
 from planner.core.fileio import read_mapping
 from planner.core.units import dtype_bytes
 from planner.model.config import GRAPHS_DIR, HFConfig, parse_config, resolve_config_path
+
+if TYPE_CHECKING:  # networkx is imported where a graph is built: `planner model info` needs none
+    import networkx as nx
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class Model:
         return list(self.graph.nodes)
 
     def total(self, attr: str) -> float:
-        return float(sum(d[attr] for _, d in self.graph.nodes(data=True)))
+        return _total((d for _, d in self.graph.nodes(data=True)), attr)
 
     @property
     def total_params(self) -> float:
@@ -83,21 +86,34 @@ class Model:
         )
 
     def info(self) -> dict[str, float | int | str]:
-        c = self.config
-        return {
-            "model": self.name,
-            "total_params": self.total_params,
-            "active_params": self.active_params,
-            "weight_bytes": self.weight_bytes,
-            "kv_bytes_per_token": self.kv_bytes_per_token,
-            "num_layers": c.num_hidden_layers,
-            "num_nodes": self.graph.number_of_nodes(),
-            "experts": c.experts,
-            "experts_per_tok": c.num_experts_per_tok or 0,
-            "moe_layers": sum(c.is_moe_layer(i) for i in range(c.num_hidden_layers)),
-            "weight_dtype": self.dtypes.weight,
-            "kv_dtype": self.dtypes.kv,
-        }
+        """Its facts (model_facts) from its graph's nodes."""
+        return model_facts(self.name, self.config, self.dtypes, (d for _, d in self.graph.nodes(data=True)))
+
+
+def _total(nodes: Iterable[dict], attr: str) -> float:
+    return float(sum(d[attr] for d in nodes))
+
+
+def model_facts(
+    name: str, c: HFConfig, dtypes: Dtypes, nodes: Iterable[dict]
+) -> dict[str, float | int | str]:
+    """Parameters (stored, and active per token), weight bytes, KV bytes per token per user (all layers),
+    layers, graph nodes, experts and MoE layers of a model whose nodes' attributes are `nodes`."""
+    nodes = list(nodes)
+    return {
+        "model": name,
+        "total_params": _total(nodes, "params"),  # stored (a tied embedding counted once)
+        "active_params": _total(nodes, "active_params"),  # used per token (routed: experts_per_tok)
+        "weight_bytes": _total(nodes, "weight_bytes"),  # resident, every node its own (Model.weight_bytes)
+        "kv_bytes_per_token": _total(nodes, "kv_bytes_per_token"),  # per user, sliding layers as full
+        "num_layers": c.num_hidden_layers,
+        "num_nodes": len(nodes),
+        "experts": c.experts,
+        "experts_per_tok": c.num_experts_per_tok or 0,
+        "moe_layers": sum(c.is_moe_layer(i) for i in range(c.num_hidden_layers)),
+        "weight_dtype": dtypes.weight,
+        "kv_dtype": dtypes.kv,
+    }
 
 
 def kv_tokens(node: dict, context: int) -> int:
@@ -235,8 +251,8 @@ NODE_DEFAULTS = dict(
 )
 
 
-def build_graph(c: HFConfig, dt: Dtypes, sample_top_k: int = 1) -> nx.DiGraph:
-    """The decode graph of one token: nodes in execution order, a chain of edges carrying activations.
+def decode_nodes(c: HFConfig, dt: Dtypes, sample_top_k: int = 1) -> list[tuple[str, dict]]:
+    """The decode graph's nodes, (name, attributes) in execution order (build_graph).
 
     Sampling as servers do it: the LM head is vocabulary-parallel and each shard reports its local
     top-`sample_top_k` candidates (SAMPLE_CANDIDATE_BYTES each) instead of gathering the full logits."""
@@ -278,19 +294,48 @@ def build_graph(c: HFConfig, dt: Dtypes, sample_top_k: int = 1) -> nx.DiGraph:
             ),
         )
     )
-    graph = nx.DiGraph(name="decode", hidden_size=h, activation_value_bytes=dt.activation_bytes)
+    out = []
     for order, (name, attrs) in enumerate(nodes):
         full = {**NODE_DEFAULTS, **attrs, "op": name, "order": order, "compute_dtype": dt.weight}
-        graph.add_node(
-            name,
-            **{k: (float(x) if isinstance(x, int) and k not in _INT_ATTRS else x) for k, x in full.items()},
+        out.append(
+            (
+                name,
+                {k: (float(x) if isinstance(x, int) and k not in _INT_ATTRS else x) for k, x in full.items()},
+            )
         )
+    return out
+
+
+def build_graph(c: HFConfig, dt: Dtypes, sample_top_k: int = 1) -> nx.DiGraph:
+    """The decode graph of one token: nodes in execution order (decode_nodes), a chain of edges carrying
+    activations."""
+    import networkx as nx
+
+    nodes = decode_nodes(c, dt, sample_top_k)
+    graph = nx.DiGraph(name="decode", hidden_size=c.hidden_size, activation_value_bytes=dt.activation_bytes)
+    graph.add_nodes_from(nodes)
     for (a, _), (b, _) in zip(nodes, nodes[1:]):
-        graph.add_edge(a, b, activation_bytes=float(h * dt.activation_bytes))
+        graph.add_edge(a, b, activation_bytes=float(c.hidden_size * dt.activation_bytes))
     return graph
 
 
 _INT_ATTRS = {"layer", "order", "kv_window_tokens", "heads", "kv_heads", "part", "parts", "first"}
+
+
+def _read_model(
+    name_or_path: str | Path, weight_dtype: str, kv_dtype: str, activation_dtype: str
+) -> tuple[str, HFConfig, Dtypes]:
+    """(the model's name, its parsed config, its dtypes); bad input raises PlannerInputError naming file
+    and field."""
+    path = resolve_config_path(name_or_path)
+    config = parse_config(read_mapping(path), path)
+    try:
+        dtypes = Dtypes(weight_dtype, kv_dtype, activation_dtype)
+        for d in (dtypes.weight, dtypes.kv, dtypes.activation):
+            dtype_bytes(d)
+    except ValueError as exc:
+        raise PlannerInputError("--weight-dtype/--kv-dtype", [str(exc)]) from None
+    return (path.stem if path.parent == GRAPHS_DIR else str(path)), config, dtypes
 
 
 def load_model(
@@ -302,13 +347,14 @@ def load_model(
 ) -> Model:
     """Read a model description and build its graph (see build_graph for `sample_top_k`). Bad input raises
     PlannerInputError naming file and field."""
-    path = resolve_config_path(name_or_path)
-    config = parse_config(read_mapping(path), path)
-    try:
-        dtypes = Dtypes(weight_dtype, kv_dtype, activation_dtype)
-        for d in (dtypes.weight, dtypes.kv, dtypes.activation):
-            dtype_bytes(d)
-    except ValueError as exc:
-        raise PlannerInputError("--weight-dtype/--kv-dtype", [str(exc)]) from None
-    name = path.stem if path.parent == GRAPHS_DIR else str(path)
+    name, config, dtypes = _read_model(name_or_path, weight_dtype, kv_dtype, activation_dtype)
     return Model(name=name, config=config, dtypes=dtypes, graph=build_graph(config, dtypes, sample_top_k))
+
+
+def load_model_facts(
+    name_or_path: str | Path, weight_dtype: str = "bf16", kv_dtype: str = "bf16"
+) -> dict[str, float | int | str]:
+    """load_model(...).info() without building the NetworkX graph (`planner model info` imports no
+    networkx): the same facts from the same nodes (decode_nodes)."""
+    name, config, dtypes = _read_model(name_or_path, weight_dtype, kv_dtype, "bf16")
+    return model_facts(name, config, dtypes, (d for _, d in decode_nodes(config, dtypes)))
