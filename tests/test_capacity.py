@@ -125,3 +125,31 @@ def test_search_to_a_tolerance_brackets_the_answer(threshold):
     exact_calls: list[int] = []
     search_max_users(threshold_oracle(threshold, exact_calls), start=threshold + 500)
     assert len(calls) <= len(exact_calls)
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        {"min_tokens_per_s": 20},  # capacity binds
+        {"min_tokens_per_s": 300},  # the speed floor binds
+        {"min_tokens_per_s": 20, "max_chip_power": "60 W"},  # a per-chip power limit below the tdp
+    ],
+)
+def test_a_feasibility_probe_has_the_full_solves_verdict(flags):
+    """The capacity search's probes stop at their first plan (gap 1, planner.studies.capacity's docstring
+    says why the verdict is unchanged). Checked against full solves (the instance's own gap 1e-4) at users
+    around and below U*: the same verdict at each, and the probe never cheaper than the optimum (its plan
+    is a plan of the same instance)."""
+    from planner.runs.cache import solve_case
+    from planner.studies.capacity import feasibility_probe, max_users
+
+    spec = spec_from_flags(**{**SMALL, **flags})
+    found = max_users(spec)
+    u = found.max_users
+    assert u > 0 and found.at_max.spec.solver.gap == spec.solver.gap  # U*'s row is the optimum's
+    for users in sorted({1, u // 2, u - 1, u, u + 1, u + 2}):
+        at = spec_with_users(found.at_max.spec, users)
+        full, probe = solve_case(at, explain=False), solve_case(feasibility_probe(at), explain=False)
+        assert probe.feasible == full.feasible == (users <= u), users
+        if full.feasible:
+            assert probe.row["joules_per_token"] >= full.row["joules_per_token"] * (1 - 1e-4)

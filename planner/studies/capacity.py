@@ -32,6 +32,13 @@ groups (planner.placement.solve, planner.placement.packing). The packing's verdi
 (fewer users: every slice only shrinks, so each group reaches at least as far), so the oracle "whole
 nodes, else cut parts" stays monotone as far as the packing's greedy reach is exact (its module says
 where it is not), and U* + 1 carries both verdicts.
+
+A probe asks only whether a plan exists, so it is solved with the gap 1 (feasibility_probe): the first
+plan found ends it. Its verdict is the full solve's: the solver takes the same steps up to its first plan
+(the (S, m) pairs in the order of their bounds, each searched until a plan or a proof that there is none),
+so it finds a plan exactly when the full solve would, and "infeasible" is the same proof; only the
+minimization after that first plan is left out. The solve at U* is then repeated with the instance's own
+gap (its J/token is the optimum the study reports), and the one at U* + 1 with its explanation.
 """
 
 from __future__ import annotations
@@ -175,6 +182,15 @@ def spec_with_users(spec: InstanceSpec, users: int) -> InstanceSpec:
     return spec.model_copy(update={"workload": spec.workload.model_copy(update={"users": users})})
 
 
+FEASIBILITY_GAP = 1.0  # a probe's relative gap: any plan is within it, so the first plan ends the solve
+
+
+def feasibility_probe(spec: InstanceSpec) -> InstanceSpec:
+    """`spec` solved only for its verdict (a plan exists or not): its gap set to FEASIBILITY_GAP, so the
+    solver stops at the first plan it finds (the module docstring says why the verdict is unchanged)."""
+    return spec.model_copy(update={"solver": spec.solver.model_copy(update={"gap": FEASIBILITY_GAP})})
+
+
 def with_core_parts_fixed(spec: InstanceSpec) -> InstanceSpec:
     """`spec` with its attention cores' parts fixed (InstanceSpec.core_parts) at what the automatic split
     gives at `spec`'s own workload, so that a search that changes the users or the memory probes one graph
@@ -206,15 +222,24 @@ def max_users(
     spec = with_core_parts_fixed(spec_with_users(spec, bound))  # one graph for every probe: the finest
 
     def oracle(users: int) -> CaseResult:  # the verdict only: the reason is asked for at U* + 1 alone
-        result = solve_case(spec_with_users(spec, users), store, explain=False)
+        result = solve_case(feasibility_probe(spec_with_users(spec, users)), store, explain=False)
         if progress:
             progress(users, result)
         return result
 
     found = search_max_users(oracle, start=start, tolerance=tolerance)
-    if found.above is not None and not found.above.row.get("explained", True):
-        found = dataclasses.replace(found, above=solve_case(found.above.spec, store))
-    return found
+    at_max = found.at_max
+    if at_max is not None:  # the optimum at U*: the instance's own gap
+        full = solve_case(spec_with_users(spec, found.max_users), store, explain=False)
+        # only a wall-clock time limit can stop the full solve before the plan the probe found (the same
+        # steps, on a busier machine): then the probe's plan stands, marked as stopped by the time limit
+        at_max = (
+            full if full.feasible else dataclasses.replace(at_max, row=at_max.row | {"status": "time_limit"})
+        )
+    above = found.above
+    if above is not None and not above.row.get("explained", True):  # the binding limit and its shortfall
+        above = solve_case(spec_with_users(spec, above.spec.workload.users), store)
+    return dataclasses.replace(found, at_max=at_max, above=above)
 
 
 def max_users_many(
