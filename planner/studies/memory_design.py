@@ -37,6 +37,7 @@ from planner.hardware.catalog import MemoryTechSpec, load_hardware_spec, load_me
 from planner.plans.metrics import reticle_dies_per_chip
 from planner.problem.instance import InstanceSpec
 from planner.runs.cache import Cache, CaseResult, solve_case
+from planner.studies.capacity import feasibility_probe, max_users, spec_with_users, with_core_parts_fixed
 
 TOLERANCE = 0.01  # relative: the reported size is feasible, size / (1 + TOLERANCE) is not
 UNLIMITED_BANDWIDTH = 1e15  # B/s per die (1 PB/s, 12x on-die SRAM's 80 TB/s): "bandwidth does not bind"
@@ -280,8 +281,6 @@ def size_memory(
         raise PlannerInputError("--tolerance", [f"{tolerance:g}: give a relative tolerance in (0, 1)"])
     store = cache if isinstance(cache, Cache) or cache is None else Cache(cache)
     guesses = closed_form_sizes(spec)
-    from planner.studies.capacity import with_core_parts_fixed
-
     guessed = design_memory(guesses["capacity"], UNLIMITED_BANDWIDTH, like, energy_pj_per_bit)
     fixed = with_core_parts_fixed(with_memory(spec, guessed)).core_parts  # one graph for every probe
     spec = spec.model_copy(update={"core_parts": fixed})
@@ -291,9 +290,10 @@ def size_memory(
         return solve_case(with_memory(spec, memory), store, explain=explain)
 
     def oracle(axis: str, other: float) -> Callable[[float], bool]:
-        def feasible(value: float) -> bool:
+        def feasible(value: float) -> bool:  # the verdict only (planner.studies.capacity.feasibility_probe)
             c, b = (value, other) if axis == "capacity" else (other, value)
-            ok = solve(c, b).feasible
+            memory = design_memory(c, b, like, energy_pj_per_bit)
+            ok = solve_case(feasibility_probe(with_memory(spec, memory)), store, explain=False).feasible
             if progress:
                 progress(axis, value, ok)
             return ok
@@ -421,8 +421,6 @@ def space_point(
 ) -> dict[str, Any]:
     """One design point (a worker's job, plain data in and out): its row and every solve it made (JSON),
     for the parent to cache when the worker cannot (a dask worker on another machine)."""
-    from planner.studies.capacity import max_users, spec_with_users
-
     spec = InstanceSpec.model_validate(spec_data)
     store = Cache(cache) if isinstance(cache, str) else cache
     solves: list[CaseResult] = []
@@ -530,8 +528,6 @@ def beat_baseline(
     `novel` technology's; and the smallest capacity per die at which a memory with the novel one's
     bandwidth, pJ/bit, standby and cost per GB serves U_b users (the users crossing, to `tolerance`), with
     its J/token at U_b users against the baseline's (the J/token crossing at equal users)."""
-    from planner.studies.capacity import max_users
-
     store = Cache(cache) if cache is not None else None
     workload = base.workload.model_copy(update={"min_tokens_per_s": floor})
     at_floor = base.model_copy(update={"workload": workload})
@@ -558,8 +554,9 @@ def beat_baseline(
     sized = with_memory(at_floor, design_memory(1e9, novel_bw, tech), users=users_b)
     guess = closed_form_sizes(sized)["capacity"]
 
-    def feasible(capacity: float) -> bool:
-        return solve_case(with_memory(sized, design_memory(capacity, novel_bw, tech)), store, False).feasible
+    def feasible(capacity: float) -> bool:  # the verdict only (planner.studies.capacity.feasibility_probe)
+        probe = feasibility_probe(with_memory(sized, design_memory(capacity, novel_bw, tech)))
+        return solve_case(probe, store, False).feasible
 
     axis = smallest_feasible(Axis("capacity"), feasible, guess, MIN_CAPACITY, MAX_CAPACITY, tolerance)
     if axis.hi is None:
