@@ -140,6 +140,9 @@ def test_a_feasibility_probe_has_the_full_solves_verdict(flags):
     says why the verdict is unchanged). Checked against full solves (the instance's own gap 1e-4) at users
     around and below U*: the same verdict at each, and the probe never cheaper than the optimum (its plan
     is a plan of the same instance)."""
+    from planner.api import solve
+    from planner.plans.plan import evaluate
+    from planner.problem.problem import resolve
     from planner.runs.cache import solve_case
     from planner.studies.capacity import feasibility_probe, max_users
 
@@ -153,3 +156,7 @@ def test_a_feasibility_probe_has_the_full_solves_verdict(flags):
         assert probe.feasible == full.feasible == (users <= u), users
         if full.feasible:
             assert probe.row["joules_per_token"] >= full.row["joules_per_token"] * (1 - 1e-4)
+    # the probe's plan (the search's own placement, no Pyomo placement at gap 1) meets every constraint
+    at_max = spec_with_users(found.at_max.spec, u)
+    plan = solve(feasibility_probe(at_max))
+    assert evaluate(resolve(at_max), plan.model_copy(update={"instance": at_max})).feasible

@@ -37,7 +37,8 @@ A probe asks only whether a plan exists, so it is solved with the gap 1 (feasibi
 plan found ends it. Its verdict is the full solve's: the solver takes the same steps up to its first plan
 (the (S, m) pairs in the order of their bounds, each searched until a plan or a proof that there is none),
 so it finds a plan exactly when the full solve would, and "infeasible" is the same proof; only the
-minimization after that first plan is left out. The solve at U* is then repeated with the instance's own
+minimization after that first plan is left out, and the Pyomo placement of the search's optimum (the
+search's own placement is a plan: planner.placement.solve keeps it at gap 1). The solve at U* is then repeated with the instance's own
 gap (its J/token is the optimum the study reports), and the one at U* + 1 with its explanation.
 """
 
