@@ -191,10 +191,9 @@ TimeLimit = Annotated[
     float | None,
     option("--time-limit", metavar="SECONDS", help="per S (an infeasible verdict may then be unproven)"),
 ]
-Gap = Annotated[float, option("--gap", metavar="REL", help="relative optimality gap of each solve")]
-OptionalGap = Annotated[
-    float | None, option("--gap", metavar="REL", help="relative optimality gap of each solve (default 1e-4)")
-]
+_GAP_HELP = "relative optimality gap of each solve; 1: any plan, the first found (a feasibility check)"
+Gap = Annotated[float, option("--gap", metavar="REL", help=_GAP_HELP)]
+OptionalGap = Annotated[float | None, option("--gap", metavar="REL", help=_GAP_HELP + " (default 1e-4)")]
 
 # ---------------------------------------------------------------------------------------------- running
 
