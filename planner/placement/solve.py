@@ -578,10 +578,10 @@ def _best_plan(problem: Problem, outcomes, interrupted: bool, started: float) ->
     chosen = best.problem if best.problem is not None else chosen  # with its micro-batches in flight
     sol = best.solution
     build_s = sum(o[1].solution.build_s for o in feasible)
-    # the Pyomo placement of the search's optimum; a gap of 1 accepts any plan (a feasibility probe,
-    # planner.studies.capacity), so there the search's own placement stands
+    # the Pyomo placement of the search's optimum; where the gap accepts any plan (a feasibility probe,
+    # planner.studies.capacity) the search's own placement stands
     placed = spec.solver.method == "milp" and best.pricing is not None and not best.by_milp
-    if not interrupted and placed and spec.solver.gap < 1:
+    if not interrupted and placed and not spec.solver.any_plan:
         try:
             sol = final_placement(chosen, best, spec.solver.time_limit)
         except KeyboardInterrupt:

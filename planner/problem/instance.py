@@ -71,15 +71,23 @@ class WorkloadSpec(_Strict):
         return v
 
 
+ANY_PLAN_GAP = 1.0  # the largest relative gap: every plan is within it, so the first plan found ends a solve
+
+
 class SolverSpec(_Strict):
     stages: int | None = Field(default=None, gt=0, le=100_000, description="fix S instead of enumerating")
     time_limit: Seconds | None = Field(default=None, gt=0, description="per solve of one S")
-    gap: float = Field(default=1e-4, ge=0, le=1)
+    gap: float = Field(default=1e-4, ge=0, le=ANY_PLAN_GAP)
     method: str = Field(
         default="milp",
         pattern="^(milp|pyomo|exhaustive)$",
         description="milp: exact search + Pyomo MILP placement; pyomo: one Pyomo MILP per S; exhaustive",
     )
+
+    @property
+    def any_plan(self) -> bool:
+        """The gap accepts any plan (a feasibility check): the first plan found is the answer."""
+        return self.gap >= ANY_PLAN_GAP
 
 
 SplitSpec = Literal["auto", "none"] | Bytes | dict[Literal[KINDS], int]  # type: ignore[valid-type]

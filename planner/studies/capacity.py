@@ -36,10 +36,11 @@ where it is not), and U* + 1 carries both verdicts.
 A probe asks only whether a plan exists, so it is solved with the gap 1 (feasibility_probe): the first
 plan found ends it. Its verdict is the full solve's: the solver takes the same steps up to its first plan
 (the (S, m) pairs in the order of their bounds, each searched until a plan or a proof that there is none),
-so it finds a plan exactly when the full solve would, and "infeasible" is the same proof; only the
+so it finds a plan exactly when the full solve would, and "infeasible" is the same proof. Only the
 minimization after that first plan is left out, and the Pyomo placement of the search's optimum (the
-search's own placement is a plan: planner.placement.solve keeps it at gap 1). The solve at U* is then repeated with the instance's own
-gap (its J/token is the optimum the study reports), and the one at U* + 1 with its explanation.
+search's own placement is a plan: planner.placement.solve keeps it at that gap). The solve at U* is then
+repeated with the instance's own gap (its J/token is the optimum the study reports), and the one at
+U* + 1 with its explanation.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from planner.problem.instance import InstanceSpec
+from planner.problem.instance import ANY_PLAN_GAP, InstanceSpec
 from planner.problem.problem import resolve
 from planner.runs.cache import Cache, CaseResult, solve_case
 from planner.runs.executor import executor
@@ -183,13 +184,10 @@ def spec_with_users(spec: InstanceSpec, users: int) -> InstanceSpec:
     return spec.model_copy(update={"workload": spec.workload.model_copy(update={"users": users})})
 
 
-FEASIBILITY_GAP = 1.0  # a probe's relative gap: any plan is within it, so the first plan ends the solve
-
-
 def feasibility_probe(spec: InstanceSpec) -> InstanceSpec:
-    """`spec` solved only for its verdict (a plan exists or not): its gap set to FEASIBILITY_GAP, so the
+    """`spec` solved only for its verdict (a plan exists or not): its gap set to ANY_PLAN_GAP, so the
     solver stops at the first plan it finds (the module docstring says why the verdict is unchanged)."""
-    return spec.model_copy(update={"solver": spec.solver.model_copy(update={"gap": FEASIBILITY_GAP})})
+    return spec.model_copy(update={"solver": spec.solver.model_copy(update={"gap": ANY_PLAN_GAP})})
 
 
 def with_core_parts_fixed(spec: InstanceSpec) -> InstanceSpec:

@@ -285,15 +285,16 @@ def size_memory(
     fixed = with_core_parts_fixed(with_memory(spec, guessed)).core_parts  # one graph for every probe
     spec = spec.model_copy(update={"core_parts": fixed})
 
+    def sized(capacity: float, bandwidth: float) -> InstanceSpec:
+        return with_memory(spec, design_memory(capacity, bandwidth, like, energy_pj_per_bit))
+
     def solve(capacity: float, bandwidth: float, explain: bool = False) -> CaseResult:
-        memory = design_memory(capacity, bandwidth, like, energy_pj_per_bit)
-        return solve_case(with_memory(spec, memory), store, explain=explain)
+        return solve_case(sized(capacity, bandwidth), store, explain=explain)
 
     def oracle(axis: str, other: float) -> Callable[[float], bool]:
         def feasible(value: float) -> bool:  # the verdict only (planner.studies.capacity.feasibility_probe)
             c, b = (value, other) if axis == "capacity" else (other, value)
-            memory = design_memory(c, b, like, energy_pj_per_bit)
-            ok = solve_case(feasibility_probe(with_memory(spec, memory)), store, explain=False).feasible
+            ok = solve_case(feasibility_probe(sized(c, b)), store, explain=False).feasible
             if progress:
                 progress(axis, value, ok)
             return ok
