@@ -11,6 +11,7 @@ enumeration" that the optimizer must reach.
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 
 import pytest
@@ -24,8 +25,10 @@ from planner.model.split import Granularity, split_graph
 from planner.placement.bounds import lower_bound
 from planner.placement.constraints import check
 from planner.placement.reference import exhaustive_stages
+from planner.placement.search import Pricing, WalkSearch, build_arcs
+from planner.placement.solution import placement
 from planner.placement.solve import final_placement, solve_stage
-from planner.placement.stage import stage_data
+from planner.placement.stage import stage_data, walk_data
 from planner.problem.problem import Problem, from_graph
 
 BASE = load_hardware("sram-pipeline", kv_memory="hbm3e")
@@ -394,3 +397,51 @@ def test_a_walk_bound_plan_the_pyomo_milp_placed_is_not_placed_again(monkeypatch
     monkeypatch.setattr(solve_module, "final_placement", placed_twice)
     plan = solve_module.solve_problem(problem)
     assert plan.solver.objective == pytest.approx(exhaustive_stages(problem, s).objective, rel=REL)
+
+
+def test_the_latency_views_plans_keep_every_groups_cycle_within_the_floor() -> None:
+    """The walk relaxation (planner.placement.search.WalkSearch on planner.placement.stage.walk_data)
+    of walk-bound pipelines, m = S micro-batches on two overlapping units (slots x S = 2S). Every feasible
+    plan has each group's cycle at most period / m, so the latency view caps each resource there: its
+    plans must keep that cap (before the cap, seed 15's plan ran a group past it, and a DeepSeek-V3 probe
+    of the memory comparison was left undecided that way), its bound must stay below the exhaustive
+    optimum (planner.placement.reference, by enumeration), and when it finds no path within the walk's
+    budget the exhaustive reference must find no plan either."""
+    seen = dict(plans=0, infeasible=0)
+    for seed in range(60):
+        problem, s = random_problem(seed, overlap=True)
+        if s < 2 or problem.users < s:
+            continue
+        problem = problem.with_micro_batches(s)
+        d = stage_data(problem, s)
+        if d.t_max <= 0:
+            continue
+        walk = Pricing(walk_data(d))
+        arcs = build_arcs(walk)
+        path, lats, dual = [], [], math.inf
+        if len(arcs):
+            path, lats, _, dual = WalkSearch(walk, arcs).run(walk.d.static_e, walk.d.walk_max, 1e-9)
+        ref = exhaustive_stages(problem, s)
+        if ref.groups is not None:
+            assert dual * d.energy_unit_j <= ref.objective * (1 + 1e-7), seed
+        if not math.isfinite(dual):
+            seen["infeasible"] += 1
+            assert ref.groups is None, seed
+        if path:
+            seen["plans"] += 1
+            slices = [
+                (
+                    int(arcs.starts[a]),
+                    int(arcs.ends[a]),
+                    walk.frontier(int(arcs.types[a])).fractions(lat, len(d.tiers)),
+                )
+                for a, lat in zip(path, lats)
+            ]
+            groups, w_split, k_split = placement(d, slices)
+            clock = sum(lats) * d.time_unit_s / d.micro_batches
+            cost = pipeline_cost(
+                problem.graph, problem.hw, problem.users, problem.context, groups, w_split, k_split,
+                problem.in_flight, clock,
+            )  # fmt: skip
+            assert max(g.cycle_s for g in cost.groups) <= d.t_max * d.time_unit_s * (1 + 1e-7), seed
+    assert seen["plans"] >= 10 and seen["infeasible"] >= 5  # both sides exercised

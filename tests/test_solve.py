@@ -91,6 +91,22 @@ def test_time_limit_without_any_plan_says_so():
     assert "time limit" in result.output and "Traceback" not in result.output
 
 
+def test_an_s_the_relaxations_left_undecided_without_a_time_limit_is_not_called_a_time_limit():
+    """Status 'time_limit' on an S with no time limit set means the walk-bound relaxations left a gap
+    without a plan (planner.placement.solve._walk_bound, arcs above MILP_FALLBACK_ARCS): the explanation
+    names those S and the way to decide one, not a time limit of 'none'."""
+    from planner.placement.explain import explain_infeasible
+    from planner.plans.plan import StageRecord
+
+    problem = load_problem(TINY)
+    assert problem.spec.solver.time_limit is None
+    records = {2: StageRecord(status="infeasible"), 3: StageRecord(status="time_limit", best_bound=0.1)}
+    error = explain_infeasible(problem, records, search=False)
+    assert error.binding == "undecided"
+    assert "S = 3:" in error.explanation and "--method pyomo --stages S" in error.explanation
+    assert "time limit" not in error.explanation
+
+
 def test_unreachable_speed_floor_names_the_floor_and_the_shortfall():
     result = runner.invoke(app, ["solve", TINY, "--min-tokens-per-s", "100000"])
     assert result.exit_code == 1

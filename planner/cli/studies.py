@@ -122,7 +122,11 @@ def capacity_command(
     )
     console.print(
         f"[bold]max users {facts['max_users']:,}[/]"
-        + ("" if facts["exact"] else " (not proven: a time limit stopped an S)")
+        + (
+            ""
+            if facts["exact"]
+            else " (a lower bound: an S above it was left undecided, by a time limit or the relaxations)"
+        )
     )
     if facts["max_users"]:
         console.print(
@@ -138,7 +142,12 @@ def capacity_command(
     )
     if facts["core_parts"]:
         console.print(
-            f"attention cores in {facts['core_parts']} parts for every probe (the automatic split at the "
+            (
+                "attention cores whole"
+                if facts["core_parts"] == 1
+                else f"attention cores in {facts['core_parts']} parts"
+            )
+            + " for every probe (the automatic split at the "
             f"capacity bound; `planner solve` reproduces a probe with --core-parts {facts['core_parts']})",
             highlight=False,
         )

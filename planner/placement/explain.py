@@ -19,6 +19,7 @@ import math
 from planner.core.errors import InfeasibleError, SolverFailure
 from planner.core.units import human_bytes
 from planner.placement import constraints
+from planner.placement.milp import MILP_FALLBACK_ARCS
 from planner.placement.search import Pricing, bottleneck_cycle, build_arcs
 from planner.placement.stage import stage_data
 from planner.plans.plan import StageRecord
@@ -63,12 +64,21 @@ def explain_infeasible(
     if failed:
         detail = "; ".join(f"S={s}: {m}" for s, m in failed.items())
         raise SolverFailure(f"HiGHS failed for {who} ({detail}); no plan was found for the other S either")
-    if any(r.status == "time_limit" for r in records.values()):
+    undecided = sorted(s for s, r in records.items() if r.status == "time_limit")
+    if undecided:
         limit = problem.spec.solver.time_limit
+        if limit is not None:
+            return InfeasibleError(
+                f"no plan was found within the time limit of {limit:g} s per S for {who}; raise --time-limit "
+                "(or solver.time_limit)",
+                binding="time limit",
+            )
+        at = ", ".join(map(str, undecided[:8])) + (", ..." if len(undecided) > 8 else "")
         return InfeasibleError(
-            f"no plan was found within the time limit of {'none' if limit is None else f'{limit:g} s'} per S for "
-            f"{who}; raise --time-limit (or solver.time_limit)",
-            binding="time limit",
+            f"no plan was found for {who}, and none was proven impossible at S = {at}: there the relaxations "
+            f"of a walk-bound pipeline left a gap without a plan, and the Pyomo MILP that closes it is "
+            f"skipped above {MILP_FALLBACK_ARCS:,} arcs; decide one S with --method pyomo --stages S",
+            binding="undecided",
         )
     if not search:
         return InfeasibleError(f"no plan for {who} (reason not searched)", binding=UNEXPLAINED)

@@ -34,6 +34,8 @@ from planner.placement.rows import Col
 from planner.placement.search import Arcs, Pricing
 from planner.placement.solution import StageSolution, empty, placement
 
+MILP_FALLBACK_ARCS = 3_000  # a walk-bound S whose relaxations leave a gap goes to this MILP when this small
+
 
 @dataclass(frozen=True)
 class _TypeRows:

@@ -450,6 +450,9 @@ class WalkSearch:
         value, path = self._path(self._choice(c)[0])
         if not path:
             return [], [], math.inf, math.inf
+        least, _ = self._path(np.array([f.t_min for f in self.fr])[self.arc_type])
+        if least > w_max * (1 + 1e-9):  # even the least latency of every arc runs past the budget
+            return [], [], math.inf, math.inf
         _, lat, en = self._choice(c)
         if sum(lat[a] for a in path) <= w_max:  # the budget does not bind: exact
             return path, [float(lat[a]) for a in path], value, value

@@ -26,7 +26,7 @@ from planner.cost.pipeline import pipeline_cost
 from planner.placement import reference
 from planner.placement.bounds import lower_bound
 from planner.placement.constraints import check
-from planner.placement.milp import solve_milp
+from planner.placement.milp import MILP_FALLBACK_ARCS, solve_milp
 from planner.placement.search import Arcs, CycleSearch, Pricing, TimeUp, WalkSearch, build_arcs
 from planner.placement.solution import StageSolution, empty, placement
 from planner.placement.stage import StageData, stage_data, walk_data
@@ -77,11 +77,6 @@ def _evaluated(
         sol, objective=obj, best_bound=bound, gap=gap, cycle_s=cost.cycle_s, period_s=cost.period_s
     )
     return priced, check(problem, cost)
-
-
-MILP_FALLBACK_ARCS = (
-    3_000  # a walk-bound S whose relaxations leave a gap goes to the Pyomo MILP when this small
-)
 
 
 def solve_stage(

@@ -106,6 +106,7 @@ class StageData:
     pipeline_power: float | None  # scaled: all groups' energy per micro-batch <= pipeline_power x cycle
     walk: bool = False  # the latency view (walk_data): tau is a slice's latency, not the cycle
     walk_max: float = 0.0  # the latency view's budget: the whole period the floor allows (scaled)
+    cycle_max: float = 0.0  # the latency view's cap on each resource's busy time: the cycle limit (scaled)
 
     @property
     def n(self) -> int:
@@ -241,16 +242,17 @@ def stage_data(problem: Problem, stages: int) -> StageData:
 
 def walk_data(d: StageData) -> StageData:
     """The latency view of one S, for pipelines the walk can bind (fewer micro-batches than slots):
-    each slice's tau is its latency through its group (the timing family writes that one row), a slice
-    may take at most slots x the cycle limit (its cycle is at least latency / slots and at most period /
-    m), the walk at most the whole period the floor allows (`walk_max`), and the static energy is per
-    unit of walk (period = walk). Power rows are left out: a plan from this view is checked with the full
-    model afterwards."""
+    each slice's tau is its latency through its group, a slice may take at most slots x the cycle limit
+    (its cycle is at least latency / slots and at most period / m), each of its resources is busy at most
+    the cycle limit (`cycle_max`; the timing family writes these rows), the walk at most the whole period
+    the floor allows (`walk_max`), and the static energy is per unit of walk (period = walk). Power rows
+    are left out: a plan from this view is checked with the full model afterwards."""
     return dataclasses.replace(
         d,
         walk=True,
         t_max=d.t_max * min(d.slots, d.micro_batches),
         walk_max=d.t_max * d.micro_batches,
+        cycle_max=d.t_max,
         static_e=d.static_e / d.micro_batches,
         chip_power=None,
         pipeline_power=None,

@@ -21,27 +21,40 @@ FAMILY = "timing"
 
 def slice_rows(v: SliceView) -> list[Row]:
     d, g = v.d, v.groups
-    if not d.overlap or d.walk:  # one resource, or the latency view (planner.placement.stage.walk_data)
-        terms = tuple((p(it), mult) for it, mult in v.items)
-        return [Row(FAMILY, "latency", terms, tau=-g, const=v.latency_const)]
+    latency = tuple((p(it), mult) for it, mult in v.items)
+    if not d.overlap:  # one resource: its cycle is its latency
+        return [Row(FAMILY, "latency", latency, tau=-g, const=v.latency_const)]
+    if d.walk:  # the latency view (planner.placement.stage.walk_data): tau is the latency; each resource
+        # is still busy at most one cycle, and a feasible plan's cycle is at most the floor's limit
+        return [Row(FAMILY, "latency", latency, tau=-g, const=v.latency_const)] + _resource_rows(
+            v, tau=0.0, rhs=g * d.cycle_max
+        )
+    slots = tuple((col, mult / d.slots) for col, mult in latency)
+    return _resource_rows(v, tau=-g, rhs=0.0) + [
+        Row(FAMILY, "latency/slots", slots, tau=-g, const=v.latency_const / d.slots)
+    ]
+
+
+def _resource_rows(v: SliceView, tau: float, rhs: float) -> list[Row]:
+    """Each unit's phases and overheads, each tier's traffic, each link's collectives and the send:
+    busy time + tau x (the cycle) <= rhs."""
+    d = v.d
     rows = []
     for u in d.units:
         terms = tuple((p(it), mult) for it, mult in v.items if it.unit == u)
         if terms or v.unit_const[u]:
-            rows.append(Row(FAMILY, f"unit[{u}]", terms, tau=-g, const=v.unit_const[u]))
+            rows.append(Row(FAMILY, f"unit[{u}]", terms, tau=tau, const=v.unit_const[u], rhs=rhs))
     for t, name in enumerate(d.tiers):
         terms = tuple(
             (f(it, t), mult * it.tier[t]) for it, mult in v.items if it.tier[t] > 0 and t in it.allowed
         )
         if terms or v.tier_const[t]:
-            rows.append(Row(FAMILY, f"tier[{name}]", terms, tau=-g, const=float(v.tier_const[t])))
+            rows.append(Row(FAMILY, f"tier[{name}]", terms, tau=tau, const=float(v.tier_const[t]), rhs=rhs))
     for link, busy in v.link_const.items():
         if busy:
-            rows.append(Row(FAMILY, f"link[{link}]", (), tau=-g, const=busy))
+            rows.append(Row(FAMILY, f"link[{link}]", (), tau=tau, const=busy, rhs=rhs))
     if v.send:
-        rows.append(Row(FAMILY, "send", (), tau=-g, const=v.send))
-    terms = tuple((p(it), mult / d.slots) for it, mult in v.items)
-    rows.append(Row(FAMILY, "latency/slots", terms, tau=-g, const=v.latency_const / d.slots))
+        rows.append(Row(FAMILY, "send", (), tau=tau, const=v.send, rhs=rhs))
     return rows
 
 
