@@ -445,3 +445,28 @@ def test_the_latency_views_plans_keep_every_groups_cycle_within_the_floor() -> N
             )  # fmt: skip
             assert max(g.cycle_s for g in cost.groups) <= d.t_max * d.time_unit_s * (1 + 1e-7), seed
     assert seen["plans"] >= 10 and seen["infeasible"] >= 5  # both sides exercised
+
+
+def test_the_fastest_period_within_capped_cycles_is_the_uncapped_bottleneck() -> None:
+    """planner.placement.explain.fastest_period prices only slices within a cycle cap it raises until a
+    path exists; the answer must be the bottleneck path over every slice (all slices priced, no cap:
+    the reference), and with `below` it must give that period when it is below and None otherwise."""
+    from planner.placement.explain import fastest_period
+    from planner.placement.search import bottleneck_cycle
+
+    compared = 0
+    for seed in SEEDS:
+        problem, s = random_problem(seed)
+        d = dataclasses.replace(stage_data(problem, s), t_max=math.inf)
+        pricing = Pricing(d, keep_lps=False)
+        cycle = bottleneck_cycle(pricing, build_arcs(pricing))
+        period, _ = fastest_period(problem, s)
+        if cycle is None:
+            assert period is None, seed
+            continue
+        reference = d.micro_batches * cycle * d.time_unit_s
+        assert period == pytest.approx(reference, rel=1e-12), seed
+        assert fastest_period(problem, s, below=reference * 1.001)[0] == pytest.approx(reference, rel=1e-12)
+        assert fastest_period(problem, s, below=reference * 0.999)[0] is None, seed
+        compared += 1
+    assert compared >= 20

@@ -7,7 +7,9 @@ limit; then, within capacity, the fastest any contiguous placement can go (a bot
 slices that fit, per S) or the packing limit when no split fits at all.
 
 The last search is bounded by work, not by seconds (it stops before the next S once EXPLAIN_BUDGET_LPS
-slice LPs have been solved, S from the largest down: more groups hold more and go faster), so the same input gives the same explanation on any machine and under any load;
+slice LPs have been solved, S from the largest down: more groups hold more and go faster; an S is
+priced only up to the cycle at which it would beat the fastest found), so the same input gives the same
+explanation on any machine and under any load;
 when the budget cuts the search the text says up to which S it looked.
 """
 
@@ -29,17 +31,34 @@ EXPLAIN_BUDGET_LPS = 20_000
 UNEXPLAINED = "not explained"
 
 
-def fastest_period(problem: Problem, stages: int) -> tuple[float | None, int]:
+FASTEST_CAPS = (2.0, 4.0, 16.0, math.inf)  # cycle caps tried, in multiples of the floor's cycle limit
+
+
+def fastest_period(problem: Problem, stages: int, below: float | None = None) -> tuple[float | None, int]:
     """(the least period (s) a placement on `stages` stages reaches within capacity and power, energy
-    ignored, or None when none fits; slice LPs used). Exact for cycle-bound pipelines (period = m x the
-    bottleneck cycle); otherwise a lower bound (the walk may add to it)."""
-    d = dataclasses.replace(stage_data(problem, stages), t_max=math.inf)
-    pricing = Pricing(d, keep_lps=False)
-    arcs = build_arcs(pricing)
-    cycle = bottleneck_cycle(pricing, arcs)
-    if cycle is None:
-        return None, pricing.lp_solves
-    return d.micro_batches * cycle * d.time_unit_s, pricing.lp_solves
+    ignored, or None when none fits, or with `below` (s) none is faster than that; slice LPs used).
+    Exact for cycle-bound pipelines (period = m x the bottleneck cycle); otherwise a lower bound (the
+    walk may add to it).
+
+    The bottleneck path is searched over the slices whose least cycle is within a cap, the cap raised
+    through FASTEST_CAPS (and at most `below` / m) until a path exists: a path found within a cap is the
+    bottleneck over all slices (every slice within the cap is priced, and one above it cannot lower a
+    path's bottleneck below the cap), and slices longer than a few stages' worth are never priced."""
+    data = stage_data(problem, stages)
+    limit = math.inf if below is None else below / data.micro_batches / data.time_unit_s
+    used = 0
+    for factor in FASTEST_CAPS:
+        cap = min(limit, data.t_max * factor if data.t_max > 0 else math.inf)
+        d = dataclasses.replace(data, t_max=cap)
+        pricing = Pricing(d, keep_lps=False)
+        arcs = build_arcs(pricing)
+        used += pricing.lp_solves
+        cycle = bottleneck_cycle(pricing, arcs)
+        if cycle is not None:
+            return d.micro_batches * cycle * d.time_unit_s, used
+        if cap >= limit:
+            break
+    return None, used
 
 
 def explain_infeasible(
@@ -87,7 +106,7 @@ def explain_infeasible(
     for stages in reversed(problem.stage_range()):  # more groups hold more and go faster: try them first
         if used >= EXPLAIN_BUDGET_LPS:
             break
-        period, lps = fastest_period(problem, stages)
+        period, lps = fastest_period(problem, stages, None if fastest is None else fastest[0])
         used += lps
         last = stages
         if period is not None and (fastest is None or period < fastest[0]):
