@@ -268,6 +268,53 @@ def test_a_solve_whole_parts_cannot_place_gets_the_packings_cuts_and_evaluates_c
     assert result.violations == [] and result.cost.stages == 64
 
 
+def test_a_probe_takes_the_packings_groups_as_its_plan_and_agrees_with_the_exact_search():
+    """The instance above at 15,400 users solved for its verdict only (gap 1: any plan will do, as the
+    capacity searches ask): its plan is the packing's own groups, one slice LP each, and the evaluator
+    finds no violation; the exact search of the same cut problem finds a plan too (the verdicts agree),
+    with J/token no higher than the probe's."""
+    from planner.api import evaluate, solve
+    from planner.studies.capacity import feasibility_probe
+
+    spec = spec_from_flags(
+        model="llama-3.1-8b", hardware="sram-pipeline", kv_memory="novel-kv-dram", chips_per_group=8,
+        max_groups=64, users=15_400, context=4096, min_tokens_per_s=5, core_parts=16,
+    )  # fmt: skip
+    probe = solve(feasibility_probe(spec))
+    assert "the packing's groups" in probe.solver.message and probe.stages == 64
+    assert evaluate(spec, probe).violations == []
+    full = solve(spec)
+    assert full.instance.core_cuts == probe.instance.core_cuts
+    assert full.solver.objective <= probe.solver.objective * (1 + 1e-9)
+
+
+def test_a_packing_with_fewer_groups_than_its_s_has_its_longest_groups_halved():
+    """The 13-group packing of the next test (S = 16 fixed) made a plan: its longest groups are halved
+    until there are 16, each cut part still ends one group (its first piece) and starts the next (its
+    second), and the evaluator finds no violation in the plan."""
+    import time
+
+    from planner.api import evaluate
+    from planner.placement.packing import packed_problem
+    from planner.placement.solve import _packed_plan
+    from planner.problem.problem import resolve
+
+    spec = spec_from_flags(
+        model="llama-3.1-8b", hardware="sram-pipeline", kv_memory="novel-kv-dram", chips_per_group=8,
+        max_groups=16, users=3000, context=4096, min_tokens_per_s=1, core_parts=4, kv_tiers=["novel-kv-dram"],
+        weight_tiers=["sram"], stages=16,
+    )  # fmt: skip
+    problem = resolve(spec)
+    cut, packing = packed_problem(problem)
+    assert packing.groups == 13 and packing.stages == 16
+    plan = _packed_plan(cut, packing, problem.nodes, time.perf_counter())
+    assert plan is not None and plan.stages == 16 and len(plan.groups) == 16
+    for name in packing.cuts:
+        g = next(k for k, nodes in enumerate(plan.groups) if f"{name}:a" in nodes)
+        assert plan.groups[g][-1] == f"{name}:a" and plan.groups[g + 1][0] == f"{name}:b"
+    assert evaluate(cut.spec, plan).violations == []
+
+
 def test_a_cut_plan_from_a_list_of_group_sizes_keeps_the_instance_and_round_trips(tmp_path):
     """With chips_per_group [4, 8] the plan's instance keeps the list (the size is the plan's decision,
     8: 64 groups of 4 hold half the KV), and the plan saved as YAML and read back evaluates clean against

@@ -25,6 +25,7 @@ nodes are proven infeasible). It prices the deep pipeline only
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from planner.model.split import CUT_STEPS, between_parts_edge, cuttable
@@ -46,6 +47,16 @@ class Packing:
     reached: str = ""  # incomplete: the node the last group stopped in (or before)
     reached_share: float = 0.0  # ... and the share of its users placed
     limit: str = ""  # ... and what stopped that group: "memory" or "cycle" (the speed floor, or power)
+    ends: tuple[tuple[int, float], ...] = ()  # complete: where each group ends, (node, share of its users)
+
+    def boundaries(self, nodes: Sequence[str]) -> list[int]:
+        """Each group's end as a position in the cut graph, `nodes` being the chain before the cuts
+        (planner.model.split.cut_graph puts a cut part's two pieces in its place; a group that ends
+        inside a part ends after its first piece)."""
+        before = [0]
+        for name in nodes:
+            before.append(before[-1] + (name in self.cuts))
+        return [j + before[j] + (1 if y else 0) for j, y in self.ends]
 
     def verdict(self, problem: Problem) -> str:
         """What stopped an incomplete packing, in words."""
@@ -177,6 +188,7 @@ def pack(problem: Problem, stages: int) -> Packing | None:
                        "memory" if by_memory else "cycle")  # fmt: skip
 
     start = (0, 0.0)
+    ends: list[tuple[int, float]] = []
     while i < n:
         groups += 1
         if groups > stages:
@@ -202,4 +214,5 @@ def pack(problem: Problem, stages: int) -> Packing | None:
                 return stopped(i, x, i, x)
         length = max(1, j - i)
         i, x = j, y
-    return Packing(stages, groups, cuts, True)
+        ends.append((i, x))
+    return Packing(stages, groups, cuts, True, ends=tuple(ends))

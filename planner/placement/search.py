@@ -67,18 +67,29 @@ class Pricing:
 
     def __post_init__(self):
         self.highs = new_highs()
+        d = self.d
+        # a slice's class counts as one exact integer: the counts' digits in base n + 1 (no count reaches
+        # it), so prefix[e] - prefix[i] is slice i..e-1's and equal keys mean equal counts
+        base, prefix = d.n + 1, [0]
+        for c in d.node_class:
+            prefix.append(prefix[-1] + base**c)
+        self._prefix = prefix
+        self._start_class = [d.start_class(i) for i in range(d.n)]
+        self._after = [None] + [(d.send_after(e), d.link_after(e)) for e in range(1, d.n + 1)]
 
-    def type_of(self, counts: np.ndarray, start: int, end: int) -> tuple[int, float]:
+    def type_of(self, start: int, end: int) -> tuple[int, float]:
         """(type index, or -1 if slice start..end-1 cannot run within the cycle limit; a lower bound on
         the least cycle of its nodes alone, without the outgoing hop). The bound only grows as nodes are
         added: build_arcs stops growing a slice once it passes the limit. An LP infeasible whatever the
         cycle is over capacity, which more nodes only make worse: its bound is inf."""
-        d = self.d
-        sc = d.start_class(start)
-        send, link = d.send_after(end), d.link_after(end)
-        key = (counts.tobytes(), sc, send, link)
-        if key not in self.memo:
-            view = SliceView(d, counts.copy(), sc, send, d.hop, link)
+        sc = self._start_class[start]
+        send, link = self._after[end]
+        key = (self._prefix[end] - self._prefix[start], sc, send, link)
+        found = self.memo.get(key)
+        if found is None:
+            d = self.d
+            counts = d.class_counts[end] - d.class_counts[start]
+            view = SliceView(d, counts, sc, send, d.hop, link)
             lp = SliceLP(view, self.highs)
             self.lp_solves += 1
             t_min, x = lp.min_time()
@@ -89,8 +100,8 @@ class Pricing:
                 self.t_min.append(t_min)
                 kept = x is not None and self.keep_lps  # None: an LP with no solution, or not kept
                 self.priced.append((lp, x, lp.basis()) if kept else None)
-            self.memo[key] = (k, t_min - self.hop_allowance(send, link))
-        return self.memo[key]
+            found = self.memo[key] = (k, t_min - self.hop_allowance(send, link))
+        return found
 
     def hop_allowance(self, send: float, link: float) -> float:
         """How much the outgoing hop can add to a slice's least cycle: its send and latency on the time
@@ -152,8 +163,7 @@ def build_arcs(pricing: Pricing, deadline: float = math.inf) -> Arcs:
     other S-1 stages need. Then only arcs on some path of exactly S arcs are kept."""
     d = pricing.d
     n, s = d.n, d.stages
-    counts = d.class_counts
-    before, after = capacity_covers(d)
+    before, after = (c.tolist() for c in capacity_covers(d))
     raw: list[tuple[int, int, int]] = []
     for i in range(n):
         if before[i] > s - 1:
@@ -164,7 +174,7 @@ def build_arcs(pricing: Pricing, deadline: float = math.inf) -> Arcs:
                 continue  # the rest needs too many groups: a longer slice may still do
             if time.perf_counter() > deadline:
                 raise TimeUp
-            ty, core = pricing.type_of(counts[e] - counts[i], i, e)
+            ty, core = pricing.type_of(i, e)
             if core > d.t_max:
                 break
             if ty >= 0:

@@ -102,12 +102,17 @@ class Frontier:
 
     def fractions(self, tau: float, tiers: int) -> dict[tuple, np.ndarray]:
         """{(class, kind): fractions over the `tiers` allowed tiers (0 where it may not go)} at cycle tau."""
-        x = self.x_at(tau)
-        out: dict[tuple, np.ndarray] = {}
-        for j, col in enumerate(self.cols):
-            if col[0] == "f":
-                out.setdefault(col[1], np.zeros(tiers))[col[2]] = x[j]
-        return out
+        return tier_fractions(self.cols, self.x_at(tau), tiers)
+
+
+def tier_fractions(cols: tuple[Col, ...], x: np.ndarray, tiers: int) -> dict[tuple, np.ndarray]:
+    """{(class, kind): fractions over the `tiers` allowed tiers (0 where it may not go)} of a slice LP
+    solution x (columns as `cols`)."""
+    out: dict[tuple, np.ndarray] = {}
+    for j, col in enumerate(cols):
+        if col[0] == "f":
+            out.setdefault(col[1], np.zeros(tiers))[col[2]] = x[j]
+    return out
 
 
 class SliceLP:

@@ -27,7 +27,9 @@ from planner.placement import reference
 from planner.placement.bounds import lower_bound
 from planner.placement.constraints import check
 from planner.placement.milp import MILP_FALLBACK_ARCS, solve_milp
+from planner.placement.rows import SliceView
 from planner.placement.search import Arcs, CycleSearch, Pricing, TimeUp, WalkSearch, build_arcs
+from planner.placement.slicelp import SliceLP, new_highs, tier_fractions
 from planner.placement.solution import StageSolution, empty, placement
 from planner.placement.stage import StageData, stage_data, walk_data
 from planner.plans.plan import GroupSizeRecord, Plan, SolverFacts, StageRecord, clean_split, evaluate, figures
@@ -482,25 +484,30 @@ def solve_problem(problem: Problem, progress: Progress | None = None, explain: b
     neighbouring groups where the packing puts its boundaries (planner.placement.packing), and the plan
     is the exact solve of the cut problem (its instance carries the cuts and the S they were made for);
     when that fails too, the whole-node verdict stands, with what stopped the packing put first. The
-    whole-node verdict is only explained then (its search for the reason is wasted when the cuts fit)."""
+    whole-node verdict is only explained then (its search for the reason is wasted when the cuts fit).
+
+    A solve that wants any plan (a verdict: the gap accepts any plan) tries the packing's own groups
+    first (_packed_plan): a plan of the cut problem that passes the evaluator's check is a plan the
+    steps above would also end with a plan for (whole nodes feasible, or else the cut problem's exact
+    search), so the verdict is theirs; only when it fails do they run."""
     from planner.placement.packing import packed_problem
 
-    whole = _search_group_sizes(problem, progress)
+    started = time.perf_counter()
+    packed = packed_problem(problem) if problem.spec.solver.any_plan else None
+    if packed is not None and packed[0] is not None:
+        plan = _packed_plan(packed[0], packed[1], problem.nodes, started)
+        if plan is not None:
+            return _cut_plan(problem, plan, *packed)
+    whole = _search_group_sizes(problem, progress, started)
     if whole.feasible:
         return whole.plan()
     if not whole.proven:
         raise whole.error(explain)
-    cut, packing = packed_problem(problem)
+    cut, packing = packed if packed is not None else packed_problem(problem)
     if cut is not None:
-        with_cuts = _search_group_sizes(cut, progress, whole.started)  # solve_s counts both searches
-        if with_cuts.feasible:  # the instance as given + the cuts (a plan's decision, like its group size)
-            plan = with_cuts.plan()
-            solver = plan.solver.model_copy(update={"message": (
-                f"core parts cut between groups at {len(packing.cuts)} places (planner.placement.packing), "
-                f"solved at S = {packing.stages} only; " + plan.solver.message
-            )})  # fmt: skip
-            instance = problem.spec.model_copy(update={"core_cuts": cut.spec.core_cuts})
-            return plan.model_copy(update={"instance": instance, "solver": solver})
+        with_cuts = _search_group_sizes(cut, progress, started)  # solve_s counts both searches
+        if with_cuts.feasible:
+            return _cut_plan(problem, with_cuts.plan(), cut, packing)
         with_cuts.error(explain=False)  # raises SolverFailure where HiGHS failed on the cut problem
     error = whole.error(explain)
     error.proven = cut is None or with_cuts.proven  # a cut search stopped by a time limit proves nothing
@@ -511,6 +518,62 @@ def solve_problem(problem: Problem, progress: Progress | None = None, explain: b
     combined = InfeasibleError(note + " With whole parts: " + error.explanation, binding)
     combined.proven = error.proven
     raise combined from None
+
+
+def _cut_plan(problem: Problem, plan: Plan, cut: Problem, packing) -> Plan:
+    """A plan of the cut problem as the instance's: the instance as given + the cuts (a plan's decision,
+    like its group size), the message saying where they came from."""
+    solver = plan.solver.model_copy(update={"message": (
+        f"core parts cut between groups at {len(packing.cuts)} places (planner.placement.packing), "
+        f"solved at S = {packing.stages} only; " + plan.solver.message
+    )})  # fmt: skip
+    instance = problem.spec.model_copy(update={"core_cuts": cut.spec.core_cuts})
+    return plan.model_copy(update={"instance": instance, "solver": solver})
+
+
+def _packed_plan(cut: Problem, packing, uncut_nodes, started: float) -> Plan | None:
+    """The packing's own groups as a plan of the cut problem, for a solve that wants any plan (a
+    verdict, planner.studies.capacity): each group's slice LP at its least cycle, the plan run at the
+    slowest group's and checked by the evaluator's constraints. A packing with fewer groups than its S
+    has its longest groups halved until there are S (less work per group; the check decides). None when
+    a slice misses the cycle limit or the check fails; the exact search of the cut problem then decides.
+    A plan it returns is one the search would accept, so the verdict is the search's, without pricing
+    every slice."""
+    stages = packing.stages
+    t0 = time.perf_counter()
+    d = stage_data(cut, stages)
+    ends = packing.boundaries(uncut_nodes)
+    if d.t_max <= 0 or ends[-1] != d.n or d.n < stages:
+        return None
+    while len(ends) < stages:  # halve the longest group (the first of the longest)
+        starts = [0] + ends[:-1]
+        k = max(range(len(ends)), key=lambda g: ends[g] - starts[g])
+        ends.insert(k, (starts[k] + ends[k]) // 2)
+    highs, slices, cycle, start = new_highs(), [], 0.0, 0
+    for end in ends:
+        view = SliceView(d, d.class_counts[end] - d.class_counts[start], d.start_class(start),
+                         d.send_after(end), d.hop, d.link_after(end))  # fmt: skip
+        lp = SliceLP(view, highs)
+        t_min, x = lp.min_time()
+        if x is None or t_min > d.t_max:
+            return None
+        slices.append((start, end, tier_fractions(lp.cols, x, len(d.tiers))))
+        cycle, start = max(cycle, t_min), end
+    bound = lower_bound(d)
+    if bound is None:
+        return None
+    groups, w_split, k_split = placement(d, slices)
+    sol = dataclasses.replace(
+        empty(stages, d.micro_batches, "optimal", "the packing's groups at their least cycles, checked by "
+              "the evaluator (any plan was asked for)", build_s=time.perf_counter() - t0),
+        groups=groups, weight_split=w_split, kv_split=k_split, best_bound=bound * d.energy_unit_j,
+    )  # fmt: skip
+    priced, violations = _evaluated(cut, sol, cycle * d.time_unit_s)
+    if violations:
+        return None
+    record = StageRecord(status="optimal", joules_per_token=priced.objective, best_bound=priced.best_bound,
+                         solve_s=time.perf_counter() - t0)  # fmt: skip
+    return _best_plan(cut, [(cut, StageRun(priced, problem=cut), {stages: record})], False, started)
 
 
 @dataclass

@@ -40,7 +40,10 @@ so it finds a plan exactly when the full solve would, and "infeasible" is the sa
 minimization after that first plan is left out, and the Pyomo placement of the search's optimum (the
 search's own placement is a plan: planner.placement.solve keeps it at that gap). The solve at U* is then
 repeated with the instance's own gap (its J/token is the optimum the study reports), and the one at
-U* + 1 with its explanation.
+U* + 1 with its explanation. Where the cut problem decides, a probe first tries the packing's own groups
+as its plan (planner.placement.solve._packed_plan: one slice LP per group, then the evaluator's check);
+a plan that passes is a plan of the cut problem, which its exact search would also find, so the verdict
+is unchanged, and only when it fails is every slice priced.
 """
 
 from __future__ import annotations
