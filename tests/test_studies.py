@@ -150,7 +150,7 @@ def test_kv_demand_cli_explains_a_missing_table(cli, input_error, tmp_path):
 
 
 def test_case_row_columns_are_the_declared_ones(problem):
-    from planner.plans.metrics import CASE_COLUMNS, case_row
+    from planner.plans.metrics import CASE_COLUMNS, ONE_BATCH_COLUMNS, case_row
 
     groups, w, k = placement(problem, 2)
     plan = Plan(
@@ -164,6 +164,10 @@ def test_case_row_columns_are_the_declared_ones(problem):
     row = case_row(problem, plan)
     assert list(row) == ["status", *CASE_COLUMNS]
     assert row["one_mb_max_users"] >= 1 and row["kv_tier"] in ("sram", "hbm3e")
+    # a verdict's row (a capacity probe: any plan) has the same columns, the one-micro-batch ones empty
+    verdict = case_row(problem, plan, one_batch=False)
+    assert list(verdict) == list(row)
+    assert all(verdict[c] is None for c in ONE_BATCH_COLUMNS) and verdict["stages"] == row["stages"]
 
 
 def test_pareto_front_ignores_duplicate_index_labels():

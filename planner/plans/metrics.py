@@ -161,9 +161,19 @@ def _bisect(ok: Callable[[int], bool], lo: int, hi: int) -> int:
     return lo
 
 
-def case_row(problem: Problem, plan: Plan) -> dict[str, Any]:
-    """The result columns of a sweep row: the plan's totals, J/token by category, KV traffic, and the
-    same placement with one micro-batch in flight. Units in the names (ms, J, W, GB, /s)."""
+ONE_BATCH_COLUMNS = (  # the same placement with one micro-batch in flight (case_row)
+    "one_mb_token_ms",
+    "one_mb_tokens_per_s_per_user",
+    "one_mb_joules_per_token",
+    "one_mb_meets_floor",
+    "one_mb_max_users",
+)
+
+
+def case_row(problem: Problem, plan: Plan, one_batch: bool = True) -> dict[str, Any]:
+    """The result columns of a sweep row: the plan's totals, J/token by category, KV traffic, and (unless
+    `one_batch` is False: a verdict's row, whose plan is any plan that exists, left None) the same
+    placement with one micro-batch in flight. Units in the names (ms, J, W, GB, /s)."""
     cost = evaluate(problem, plan).cost
     problem = plan_problem(problem, plan)[0]  # the group size the plan chose
     facts = summary(plan, cost)
@@ -212,15 +222,17 @@ def case_row(problem: Problem, plan: Plan) -> dict[str, Any]:
     memory_usd = chips * sum(costs) if costs and None not in costs else None
     row["memory_usd"] = memory_usd
     row["memory_usd_per_user"] = None if memory_usd is None else memory_usd / problem.users
+    if not one_batch:
+        return row | dict.fromkeys(ONE_BATCH_COLUMNS)
     one = one_micro_batch_cost(problem, plan)
-    row |= {
-        "one_mb_token_ms": one.token_s * 1e3,
-        "one_mb_tokens_per_s_per_user": one.tokens_per_s_per_user,
-        "one_mb_joules_per_token": one.joules_per_token,
-        "one_mb_meets_floor": feasible(problem, one),
-        "one_mb_max_users": one_batch_max_users(problem, plan),
-    }
-    return row
+    values = (
+        one.token_s * 1e3,
+        one.tokens_per_s_per_user,
+        one.joules_per_token,
+        feasible(problem, one),
+        one_batch_max_users(problem, plan),
+    )
+    return row | dict(zip(ONE_BATCH_COLUMNS, values, strict=True))
 
 
 def pareto_front(frame: pd.DataFrame) -> pd.DataFrame:

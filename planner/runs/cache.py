@@ -118,7 +118,7 @@ def run_case(spec_data: dict[str, Any], explain: bool = True) -> str:
     if plan.solver.status == "interrupted":  # solve_problem keeps a partial best on Ctrl-C: not a result
         raise KeyboardInterrupt
     row |= {"binding": "", "explanation": "", "proven": True}
-    row |= case_row(problem, plan)
+    row |= case_row(problem, plan, one_batch=not spec.solver.any_plan)  # a verdict: its plan is a witness
     row["solve_s"] = time.perf_counter() - started
     placement = plan.model_dump(mode="json", include={"stages", "groups", "weight_split", "kv_split"})
     if plan.instance.core_cuts:  # the parts its groups cut (planner.placement.packing)
