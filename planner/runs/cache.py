@@ -212,7 +212,7 @@ def _usable_row(row: Any, spec: InstanceSpec) -> bool:
     """Whether `row` has the shape run_case writes for `spec`: its key columns, a cached status, and every
     column of its kind (text, flag or finite number; all of planner.plans.metrics.CASE_COLUMNS for a
     feasible case)."""
-    from planner.plans.metrics import CASE_COLUMNS
+    from planner.plans.metrics import CASE_COLUMNS, ONE_BATCH_COLUMNS
 
     if not isinstance(row, dict) or row.get("status") not in CACHED_STATUSES:
         return False
@@ -224,7 +224,7 @@ def _usable_row(row: Any, spec: InstanceSpec) -> bool:
     if any(k not in row for k in required):
         return False
     for k, v in row.items():
-        if k in keys:
+        if k in keys or (v is None and k in ONE_BATCH_COLUMNS):  # empty in a verdict's row (case_row)
             continue
         if k in _TEXT_COLUMNS:
             ok = isinstance(v, str)
