@@ -113,6 +113,36 @@ def test_unreachable_speed_floor_names_the_floor_and_the_shortfall():
     assert "speed floor" in result.output and "short by" in result.output and "tokens/s" in result.output
 
 
+@pytest.mark.parametrize("stages", [4, 9, 16])
+def test_the_fastest_period_bound_priced_per_node_class_is_the_sum_over_every_node(stages):
+    """planner.placement.constraints.timing.fastest_period_s prices one node per class (identical layers
+    cost the same) and multiplies by the class's count; here every node of Llama-3.1-8B on sram-pipeline
+    with HBM3E (an unequal first and last layer, cores split) is priced on its own and summed, as the
+    docstring states the bound: the walk (every node's fastest phases, overheads and collectives, plus
+    the hops) and m x the busiest unit's share over S."""
+    from planner.cost.node import node_cost
+    from planner.placement.constraints.timing import fastest_period_s
+    from planner.problem.problem import resolve
+
+    problem = resolve(spec_from_flags(model="llama-3.1-8b", hardware="sram-pipeline", kv_memory="hbm3e",
+                                      max_groups=16, users=2048, context=4096, min_tokens_per_s=20))  # fmt: skip
+    hw, m = problem.hw, problem.micro_batches(stages)
+    on_unit, walk = dict.fromkeys((u.name for u in hw.units), 0.0), 0.0
+    for n, d in problem.graph.nodes(data=True):
+        c = node_cost(n, d, hw, problem.users / m, problem.users, problem.context)
+        kp = max(c.context_compute_s, min(c.kv_read_s[t] for t in problem.tiers))
+        wp = max(c.weight_compute_s, min(c.weight_read_s[t] for t in problem.tiers))
+        on_unit[c.weight_unit] += wp
+        on_unit[c.context_unit] += kp
+        walk += wp + kp + c.overhead_s + c.collective_s
+    busiest = max(on_unit.values()) if hw.units_overlap else walk
+    expected = max(walk + stages * hw.inter_link.latency_s, m * busiest / stages)
+    assert (
+        hw.units_overlap and len(problem.node_classes[1]) < len(problem.nodes) / 4
+    )  # the classes do save work
+    assert fastest_period_s(problem, stages) == pytest.approx(expected, rel=1e-12)
+
+
 def test_json_output_is_clean_json(tiny_plan):
     result = runner.invoke(app, ["solve", TINY, "--json"])
     assert result.exit_code == 0

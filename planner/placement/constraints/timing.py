@@ -10,6 +10,8 @@ latencies <= period) is a pipeline row of the Pyomo MILP.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from planner.core.errors import InfeasibleError
 from planner.cost.node import node_cost
 from planner.cost.pipeline import PipelineCost
@@ -85,13 +87,16 @@ def fastest_period_s(problem: Problem, stages: int) -> float:
     b = problem.users / m
     on_unit = dict.fromkeys((u.name for u in hw.units), 0.0)
     walk = 0.0
-    for n, d in problem.graph.nodes(data=True):
-        c = node_cost(n, d, hw, b, problem.users, problem.context)
+    of_node, representatives = problem.node_classes  # nodes of a class cost the same: priced once
+    counts = Counter(of_node)
+    for cls, n in enumerate(representatives):
+        count = counts[cls]
+        c = node_cost(n, problem.graph.nodes[n], hw, b, problem.users, problem.context)
         kp = max(c.context_compute_s, min(c.kv_read_s[t] for t in problem.tiers))
         wp = max(c.weight_compute_s, min(c.weight_read_s[t] for t in problem.tiers))
-        on_unit[c.weight_unit] += wp
-        on_unit[c.context_unit] += kp
-        walk += wp + kp + c.overhead_s + c.collective_s
+        on_unit[c.weight_unit] += count * wp
+        on_unit[c.context_unit] += count * kp
+        walk += count * (wp + kp + c.overhead_s + c.collective_s)
     hops = stages * hw.inter_link.latency_s if stages > 1 else 0.0
     busiest = max(on_unit.values()) if hw.units_overlap else walk
     return max(walk + hops, m * busiest / stages)
