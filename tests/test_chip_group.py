@@ -268,6 +268,16 @@ def test_a_solve_whole_parts_cannot_place_gets_the_packings_cuts_and_evaluates_c
     assert result.violations == [] and result.cost.stages == 64
 
 
+def _kv_in_dram_only_3000_users():
+    """Llama-3.1-8B, 3,000 users at 4,096 tokens, cores in 4 parts, KV only in the novel DRAM, weights in
+    SRAM, 16 groups of 8 chips at S = 16, a floor of 1 token/s (the packing tests below)."""
+    return spec_from_flags(
+        model="llama-3.1-8b", hardware="sram-pipeline", kv_memory="novel-kv-dram", chips_per_group=8,
+        max_groups=16, users=3000, context=4096, min_tokens_per_s=1, core_parts=4, kv_tiers=["novel-kv-dram"],
+        weight_tiers=["sram"], stages=16,
+    )  # fmt: skip
+
+
 def test_a_probe_takes_the_packings_groups_as_its_plan_and_agrees_with_the_exact_search():
     """The instance above at 15,400 users solved for its verdict only (gap 1: any plan will do, as the
     capacity searches ask): its plan is the packing's own groups, one slice LP each, and the evaluator
@@ -299,12 +309,7 @@ def test_a_packing_with_fewer_groups_than_its_s_has_its_longest_groups_halved():
     from planner.placement.solve import _packed_plan
     from planner.problem.problem import resolve
 
-    spec = spec_from_flags(
-        model="llama-3.1-8b", hardware="sram-pipeline", kv_memory="novel-kv-dram", chips_per_group=8,
-        max_groups=16, users=3000, context=4096, min_tokens_per_s=1, core_parts=4, kv_tiers=["novel-kv-dram"],
-        weight_tiers=["sram"], stages=16,
-    )  # fmt: skip
-    problem = resolve(spec)
+    problem = resolve(_kv_in_dram_only_3000_users())
     cut, packing = packed_problem(problem)
     assert packing.groups == 13 and packing.stages == 16
     plan = _packed_plan(cut, packing, problem.nodes, time.perf_counter())
@@ -371,12 +376,7 @@ def test_packing_cuts_where_a_groups_kv_memory_fills():
     from planner.placement.packing import pack
     from planner.problem.problem import resolve
 
-    spec = spec_from_flags(
-        model="llama-3.1-8b", hardware="sram-pipeline", kv_memory="novel-kv-dram", chips_per_group=8,
-        max_groups=16, users=3000, context=4096, min_tokens_per_s=1, core_parts=4, kv_tiers=["novel-kv-dram"],
-        weight_tiers=["sram"], stages=16,
-    )  # fmt: skip
-    problem = resolve(spec)
+    problem = resolve(_kv_in_dram_only_3000_users())
     assert problem.tier_capacity_bytes("novel-kv-dram") == 8 * 16e9
     parts = 128e9 / (3000 * 4096 * 1024)
     assert math.floor(64 * (parts - 10)) == 11 and math.floor(64 * (parts - (1 - 11 / 64) - 9)) == 22
