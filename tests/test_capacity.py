@@ -50,6 +50,20 @@ def test_search_is_exact_on_a_monotone_oracle(threshold, start):
     assert result.exact
 
 
+def test_a_solver_error_above_the_answer_leaves_the_search_inexact():
+    """An error row (a HiGHS failure or a bug, run_case) is no verdict: a search whose only 'no' above
+    U* is an error must not call its answer exact (it was counted as a proven infeasible)."""
+    spec = spec_from_flags(**SMALL)
+
+    def oracle(users: int) -> CaseResult:
+        status = "optimal" if users <= 7 else ("error" if users == 8 else "infeasible")
+        return CaseResult(spec_with_users(spec, users), {"status": status, "binding": "stub"}, None)
+
+    result = search_max_users(oracle, start=1)
+    assert result.max_users == 7 and result.above.spec.workload.users == 8
+    assert not result.exact
+
+
 def test_search_stops_at_the_limit():
     calls: list[int] = []
     result = search_max_users(threshold_oracle(10**9, calls), start=1, limit=1000)

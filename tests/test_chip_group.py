@@ -312,7 +312,7 @@ def test_a_packing_with_fewer_groups_than_its_s_has_its_longest_groups_halved():
     problem = resolve(_kv_in_dram_only_3000_users())
     cut, packing = packed_problem(problem)
     assert packing.groups == 13 and packing.stages == 16
-    plan = _packed_plan(cut, packing, problem.nodes, time.perf_counter())
+    plan = _packed_plan(cut, packing, time.perf_counter())
     assert plan is not None and plan.stages == 16 and len(plan.groups) == 16
     for name in packing.cuts:
         g = next(k for k, nodes in enumerate(plan.groups) if f"{name}:a" in nodes)
@@ -336,6 +336,30 @@ def test_a_cut_plan_from_a_list_of_group_sizes_keeps_the_instance_and_round_trip
     assert "core parts cut between groups" in plan.solver.message
     again = load_plan(plan.save(tmp_path / "plan.yaml"))
     assert evaluate(spec, again).violations == []
+
+
+def test_a_probe_of_a_list_of_group_sizes_packs_on_the_sizes_own_split():
+    """The [4, 8] instance above as a probe (any plan): the packing completes only with 8 chips, whose
+    split has 612 nodes against the 4-chip split's 614 (embed and lm_head in 2 parts, not 3), so its
+    boundaries must be read on the 8-chip chain. The packing's plan is taken (not the exact search) and
+    evaluates clean against the instance as given."""
+    from planner.api import evaluate, solve
+    from planner.placement.packing import packed_problem
+    from planner.problem.problem import resolve
+    from planner.studies.capacity import feasibility_probe
+
+    spec = spec_from_flags(
+        model="llama-3.1-8b", hardware="sram-pipeline", kv_memory="novel-kv-dram", chips_per_group=[4, 8],
+        max_groups=64, users=15_400, context=4096, min_tokens_per_s=5, core_parts=16,
+    )  # fmt: skip
+    base = resolve(spec)
+    eight = base.with_chips_per_group(8)
+    assert len(base.nodes) == 614 and len(eight.nodes) == 612
+    cut, packing = packed_problem(base)
+    assert packing.nodes == eight.nodes and packing.boundaries()[-1] == len(cut.nodes)
+    probe = solve(feasibility_probe(spec))
+    assert "the packing's groups" in probe.solver.message and probe.chips_per_group == 8
+    assert evaluate(spec, probe).violations == []
 
 
 def test_cut_core_parts_keep_their_totals_and_carry_the_parts_activations():

@@ -629,8 +629,10 @@ def _interrupt_when(module: str, then_wait: float = 0.0) -> subprocess.Completed
     (a dataclass or named tuple being created by an import), which a parent sees as -2 (a shell shows 130
     either way); a script's exit status is the one the program chose."""
     script = Path(sys.executable).parent / "planner"
+    script = str(script) if script.exists() else shutil.which("planner")
+    assert script, "no `planner` console script: pip install -e . (scripts/test.sh does)"
     cmd = [
-        str(script if script.exists() else shutil.which("planner")),
+        script,
         "solve",
         "instances/llama-3.1-70b_sram-pipeline_novel-kv-dram.yaml",
     ]

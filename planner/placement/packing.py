@@ -48,13 +48,14 @@ class Packing:
     reached_share: float = 0.0  # ... and the share of its users placed
     limit: str = ""  # ... and what stopped that group: "memory" or "cycle" (the speed floor, or power)
     ends: tuple[tuple[int, float], ...] = ()  # complete: where each group ends, (node, share of its users)
+    nodes: tuple[str, ...] = ()  # the chain packed, before the cuts (its group size's split)
 
-    def boundaries(self, nodes: Sequence[str]) -> list[int]:
-        """Each group's end as a position in the cut graph, `nodes` being the chain before the cuts
+    def boundaries(self, nodes: Sequence[str] | None = None) -> list[int]:
+        """Each group's end as a position in the cut graph of `nodes`, by default the chain packed
         (planner.model.split.cut_graph puts a cut part's two pieces in its place; a group that ends
         inside a part ends after its first piece)."""
         before = [0]
-        for name in nodes:
+        for name in self.nodes if nodes is None else nodes:
             before.append(before[-1] + (name in self.cuts))
         return [j + before[j] + (1 if y else 0) for j, y in self.ends]
 
@@ -215,4 +216,4 @@ def pack(problem: Problem, stages: int) -> Packing | None:
         length = max(1, j - i)
         i, x = j, y
         ends.append((i, x))
-    return Packing(stages, groups, cuts, True, ends=tuple(ends))
+    return Packing(stages, groups, cuts, True, ends=tuple(ends), nodes=tuple(chain.names))

@@ -486,16 +486,18 @@ def solve_problem(problem: Problem, progress: Progress | None = None, explain: b
     when that fails too, the whole-node verdict stands, with what stopped the packing put first. The
     whole-node verdict is only explained then (its search for the reason is wasted when the cuts fit).
 
-    A solve that wants any plan (a verdict: the gap accepts any plan) tries the packing's own groups
-    first (_packed_plan): a plan of the cut problem that passes the evaluator's check is a plan the
-    steps above would also end with a plan for (whole nodes feasible, or else the cut problem's exact
-    search), so the verdict is theirs; only when it fails do they run."""
+    A solve that wants any plan (a verdict: the gap accepts any plan; method milp) tries the packing's
+    own groups first (_packed_plan): a plan of the cut problem that passes the evaluator's check is a
+    plan the steps above would also end with a plan for when they finish (whole nodes feasible, or else
+    the cut problem's exact search), so the verdict is theirs, or better where a time limit would stop
+    them first; only when it fails do they run."""
     from planner.placement.packing import packed_problem
 
     started = time.perf_counter()
-    packed = packed_problem(problem) if problem.spec.solver.any_plan else None
+    solver = problem.spec.solver
+    packed = packed_problem(problem) if solver.any_plan and solver.method == "milp" else None
     if packed is not None and packed[0] is not None:
-        plan = _packed_plan(packed[0], packed[1], problem.nodes, started)
+        plan = _packed_plan(packed[0], packed[1], started)
         if plan is not None:
             return _cut_plan(problem, plan, *packed)
     whole = _search_group_sizes(problem, progress, started)
@@ -531,7 +533,7 @@ def _cut_plan(problem: Problem, plan: Plan, cut: Problem, packing) -> Plan:
     return plan.model_copy(update={"instance": instance, "solver": solver})
 
 
-def _packed_plan(cut: Problem, packing, uncut_nodes, started: float) -> Plan | None:
+def _packed_plan(cut: Problem, packing, started: float) -> Plan | None:
     """The packing's own groups as a plan of the cut problem, for a solve that wants any plan (a
     verdict, planner.studies.capacity): each group's slice LP at its least cycle, the plan run at the
     slowest group's and checked by the evaluator's constraints. A packing with fewer groups than its S
@@ -542,7 +544,7 @@ def _packed_plan(cut: Problem, packing, uncut_nodes, started: float) -> Plan | N
     stages = packing.stages
     t0 = time.perf_counter()
     d = stage_data(cut, stages)
-    ends = packing.boundaries(uncut_nodes)
+    ends = packing.boundaries()  # on the chain it packed (its group size's split)
     if d.t_max <= 0 or ends[-1] != d.n or d.n < stages:
         return None
     while len(ends) < stages:  # halve the longest group (the first of the longest)

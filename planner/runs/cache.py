@@ -40,8 +40,9 @@ class CaseResult:
 
     @property
     def proven(self) -> bool:
-        """False for an infeasible verdict reached with some S stopped by the time limit."""
-        return bool(self.row.get("proven", True))
+        """False for an infeasible verdict reached with some S stopped by the time limit, and for an
+        error (a solver failure or a bug is no verdict)."""
+        return self.row["status"] != "error" and bool(self.row.get("proven", True))
 
     def to_json(self) -> str:
         return json_text(

@@ -42,8 +42,9 @@ search's own placement is a plan: planner.placement.solve keeps it at that gap).
 repeated with the instance's own gap (its J/token is the optimum the study reports), and the one at
 U* + 1 with its explanation. Where the cut problem decides, a probe first tries the packing's own groups
 as its plan (planner.placement.solve._packed_plan: one slice LP per group, then the evaluator's check);
-a plan that passes is a plan of the cut problem, which its exact search would also find, so the verdict
-is unchanged, and only when it fails is every slice priced.
+a plan that passes is a plan of the cut problem, which its exact search would also find when it
+finishes, so the verdict is unchanged (where a time limit would stop the searches first, it is a plan
+they did not find: the verdict can only gain), and only when it fails is every slice priced.
 """
 
 from __future__ import annotations
@@ -234,7 +235,9 @@ def max_users(
     if at_max is not None:  # the optimum at U*: the instance's own gap
         full = solve_case(spec_with_users(spec, found.max_users), store, explain=False)
         # only a wall-clock time limit can stop the full solve before the plan the probe found (the same
-        # steps, on a busier machine): then the probe's plan stands, marked as stopped by the time limit
+        # steps, on a busier machine; or, where the probe's plan was the packing's, a time limit on the
+        # whole-node search the full solve runs first): then the probe's plan stands, marked as stopped
+        # by the time limit
         at_max = (
             full if full.feasible else dataclasses.replace(at_max, row=at_max.row | {"status": "time_limit"})
         )
