@@ -25,7 +25,6 @@ nodes are proven infeasible). It prices the deep pipeline only
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from planner.model.split import CUT_STEPS, between_parts_edge, cuttable
@@ -50,12 +49,12 @@ class Packing:
     ends: tuple[tuple[int, float], ...] = ()  # complete: where each group ends, (node, share of its users)
     nodes: tuple[str, ...] = ()  # the chain packed, before the cuts (its group size's split)
 
-    def boundaries(self, nodes: Sequence[str] | None = None) -> list[int]:
-        """Each group's end as a position in the cut graph of `nodes`, by default the chain packed
-        (planner.model.split.cut_graph puts a cut part's two pieces in its place; a group that ends
-        inside a part ends after its first piece)."""
+    def boundaries(self) -> list[int]:
+        """Each group's end as a position in the cut graph of the chain packed (planner.model.split.
+        cut_graph puts a cut part's two pieces in its place; a group that ends inside a part ends after
+        its first piece)."""
         before = [0]
-        for name in self.nodes if nodes is None else nodes:
+        for name in self.nodes:
             before.append(before[-1] + (name in self.cuts))
         return [j + before[j] + (1 if y else 0) for j, y in self.ends]
 
