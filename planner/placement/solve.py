@@ -27,9 +27,8 @@ from planner.placement import reference
 from planner.placement.bounds import lower_bound
 from planner.placement.constraints import check
 from planner.placement.milp import MILP_FALLBACK_ARCS, solve_milp
-from planner.placement.rows import SliceView
 from planner.placement.search import Arcs, CycleSearch, Pricing, TimeUp, WalkSearch, build_arcs
-from planner.placement.slicelp import SliceLP, new_highs, tier_fractions
+from planner.placement.slicelp import tier_fractions
 from planner.placement.solution import StageSolution, empty, placement
 from planner.placement.stage import StageData, stage_data, walk_data
 from planner.plans.plan import GroupSizeRecord, Plan, SolverFacts, StageRecord, clean_split, evaluate, figures
@@ -551,16 +550,14 @@ def _packed_plan(cut: Problem, packing, started: float) -> Plan | None:
         starts = [0] + ends[:-1]
         k = max(range(len(ends)), key=lambda g: ends[g] - starts[g])
         ends.insert(k, (starts[k] + ends[k]) // 2)
-    highs, slices, cycle, start = new_highs(), [], 0.0, 0
+    pricing, slices, cycle, start = Pricing(d), [], 0.0, 0  # the search's slices: equal groups priced once
     for end in ends:
-        view = SliceView(d, d.class_counts[end] - d.class_counts[start], d.start_class(start),
-                         d.send_after(end), d.hop, d.link_after(end))  # fmt: skip
-        lp = SliceLP(view, highs)
-        t_min, x = lp.min_time()
-        if x is None or t_min > d.t_max:
+        k, _ = pricing.type_of(start, end)
+        if k < 0 or pricing.priced[k] is None:  # past the cycle limit, or no solution kept
             return None
+        lp, x, _ = pricing.priced[k]
         slices.append((start, end, tier_fractions(lp.cols, x, len(d.tiers))))
-        cycle, start = max(cycle, t_min), end
+        cycle, start = max(cycle, pricing.t_min[k]), end
     bound = lower_bound(d)
     if bound is None:
         return None
