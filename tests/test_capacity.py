@@ -174,3 +174,10 @@ def test_a_feasibility_probe_has_the_full_solves_verdict(flags):
     at_max = spec_with_users(found.at_max.spec, u)
     plan = solve(feasibility_probe(at_max))
     assert evaluate(resolve(at_max), plan.model_copy(update={"instance": at_max})).feasible
+    # at U* + 1 the search keeps the probe's proven verdict and computes only its reason: the row is the
+    # full solve's, every column but the seconds
+    full = solve_case(spec_with_users(found.at_max.spec, u + 1)).row
+    assert found.above.row["explained"] and found.above.row["binding"] == full["binding"] != "not explained"
+    assert {k: v for k, v in found.above.row.items() if k != "solve_s"} == {
+        k: v for k, v in full.items() if k != "solve_s"
+    }

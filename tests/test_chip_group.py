@@ -18,7 +18,8 @@ from planner.model.config import HFConfig
 from planner.model.graph import Dtypes, build_graph, load_model
 from planner.model.split import KV_PARTS_PER_GROUP, MAX_CORE_PARTS, Granularity, core_parts, split_graph
 from planner.problem.instance import spec_from_flags
-from planner.studies.capacity import max_users
+from planner.runs.cache import solve_case
+from planner.studies.capacity import max_users, spec_with_users
 
 # sram-pipeline: 1000 TFLOP/s MAC, 250 TFLOP/s attention unit, compute fraction 0.7, bandwidth 0.9;
 # HBM3E 4 stacks x 1.2 TB/s per chip; inter-group link 1 TB/s x 0.9, 0.2 us; intra 2 TB/s x 0.9, 0.5 us
@@ -248,6 +249,11 @@ def test_capacity_limit_reached_within_half_a_percent():
     assert found.summary()["core_cuts"] > 0  # the plan at U* cuts core parts between groups
     assert found.summary()["binding"] == "capacity"  # at U* + 1 the packing's memory is full
     assert found.summary()["explanation"].startswith("With core parts cut between groups")
+    # the reason at U* + 1 is computed from the probe's proven verdict: the full solve gives the same row
+    full = solve_case(spec_with_users(found.above.spec, found.max_users + 1)).row
+    assert {k: v for k, v in found.above.row.items() if k != "solve_s"} == {
+        k: v for k, v in full.items() if k != "solve_s"
+    }
 
 
 def test_a_solve_whole_parts_cannot_place_gets_the_packings_cuts_and_evaluates_clean():

@@ -470,3 +470,57 @@ def test_the_fastest_period_within_capped_cycles_is_the_uncapped_bottleneck() ->
         assert fastest_period(problem, s, below=reference * 0.999)[0] is None, seed
         compared += 1
     assert compared >= 20
+
+
+def _least_cycles(d) -> dict[tuple[int, int], float]:
+    """Every slice's least cycle (inf: it does not fit), priced with no cycle limit."""
+    pricing = Pricing(dataclasses.replace(d, t_max=math.inf), keep_lps=False)
+    out = {}
+    for a in range(d.n):
+        for b in range(a + 1, d.n + 1):
+            k, _ = pricing.type_of(a, b)
+            out[(a, b)] = pricing.t_min[k] if k >= 0 else math.inf
+    return out
+
+
+@pytest.mark.parametrize("seed", range(0, 40, 3))
+def test_dropping_a_slices_leading_nodes_never_slows_it(seed: int) -> None:
+    """What planner.placement.search.greedy_reach's proof rests on, checked by brute force over every
+    slice a..b-1 and every later start g of the same end, in the cycle view and the latency view of
+    the random instances (power limits, split graphs, one unit or two): g..b-1's least cycle is at most
+    a..b-1's (LP round-off aside)."""
+    problem, s = random_problem(seed)
+    d = stage_data(problem, s)
+    for view in (d, walk_data(d)):
+        least = _least_cycles(view)
+        for (a, b), t in least.items():
+            for g in range(a + 1, b):
+                assert least[(g, b)] <= t * (1 + 1e-9) + 1e-12, (seed, view.walk, a, g, b)
+
+
+def test_the_greedy_cover_decides_exactly_when_the_enumeration_finds_no_arc(monkeypatch) -> None:
+    """build_arcs returns no arcs at once when greedy_reach falls short of the chain; with the test
+    disabled (the full enumeration, the reference) the arcs must be none too, and where the greedy
+    reaches the end the arcs are the enumeration's. Every random instance at every S from 1 to N, at
+    cycle limits scaled by 1/4, 1/2 and 1 (many speed floors out of reach)."""
+    from planner.placement import search
+
+    decided = compared = 0
+    for seed in SEEDS:
+        problem, _ = random_problem(seed)
+        for s in range(1, len(problem.nodes) + 1):
+            base = stage_data(problem, s)
+            for scale in (0.25, 0.5, 1.0):
+                d = dataclasses.replace(base, t_max=base.t_max * scale)
+                fast = build_arcs(Pricing(d))
+                short = search.greedy_reach(Pricing(d)) < d.n
+                with monkeypatch.context() as patched:
+                    patched.setattr(search, "greedy_reach", lambda pricing, deadline=math.inf: pricing.d.n)
+                    full = build_arcs(Pricing(d))
+                got = sorted(zip(fast.starts.tolist(), fast.ends.tolist(), fast.t_feas.tolist()))
+                want = sorted(zip(full.starts.tolist(), full.ends.tolist(), full.t_feas.tolist()))
+                assert got == want, (seed, s, scale)
+                assert not short or len(full) == 0, (seed, s, scale)
+                decided += short
+                compared += len(full) > 0
+    assert decided >= 100 and compared >= 100  # both sides exercised

@@ -296,6 +296,13 @@ def test_compare_on_a_small_model(tmp_path):
         )
     )
     assert c.maxima.set_index("memory").loc["novel-kv-dram", "max_users"] == alone.max_users
+    # two workers (the searches and the cases on one pool, the searches first): the same tables
+    two = compare(
+        ["llama-3.1-8b"], "sram-pipeline", ["hbm3e", "novel-kv-dram"], [1, 16], 2048, 20,
+        chips_per_group=4, max_groups=2, cache=tmp_path / "cache2", workers=2,
+    )  # fmt: skip
+    for one_frame, two_frame in ((c.points, two.points), (c.maxima, two.maxima)):
+        pd.testing.assert_frame_equal(one_frame.drop(columns="solve_s"), two_frame.drop(columns="solve_s"))
     paths = write_comparison(c, tmp_path / "out", "planner compare ...", "sram-pipeline", 2048, 20)
     assert all(p.is_file() for p in paths)
 

@@ -7,6 +7,10 @@ identical, so a slice needs no group index: a placement is a path from position 
 arcs, and an arc's cost depends only on its *type*: its class counts, the op whose constants it pays
 again when it starts inside one, and its outgoing hop (planner.placement.rows.SliceView).
 
+0. Cover. Before every slice is priced, a greedy cover (greedy_reach: from node 0, each slice as long
+   as it runs within the cycle limit) shows whether S slices can reach the end of the chain at all; no
+   path reaches further, because dropping a slice's leading nodes never slows it. Where a speed floor
+   is out of reach this prices the slices of S starts instead of every start's.
 1. Frontier. For each type, HiGHS gives the exact lower convex frontier E(tau) of its slice LP
    (planner.placement.slicelp; rows from planner.placement.constraints): the least energy at cycle tau.
    Averaging the splits of the nodes of one class loses nothing (the LP is convex and symmetric in them).
@@ -31,6 +35,7 @@ J/token the search keeps the one it evaluated first. The same input gives the sa
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 import time
@@ -154,23 +159,75 @@ def capacity_covers(d: StageData) -> tuple[np.ndarray, np.ndarray]:
     return np.array(next_fit(sizes, cap)), np.array(next_fit(sizes[::-1], cap)[::-1])
 
 
+GREEDY_TOL = 1e-9  # relative: the greedy cover accepts a slice this far past the limit (LP round-off)
+
+
+def greedy_reach(pricing: Pricing, deadline: float = math.inf) -> int:
+    """How far S slices reach along the chain from node 0, each as long as it can run within the cycle
+    limit (and fit): no S-arc path reaches further, so a reach short of N proves there is no placement.
+
+    Why: removing a slice's leading nodes never makes it slower or larger (every row is a sum of
+    non-negative terms, and the op constants the shorter slice pays are among those the longer one
+    pays: its ops' first parts, or the op it starts inside, which the longer slice either holds from
+    its start or also starts inside). So if a path's k-th slice ends at p_k and the greedy's k-1 slices
+    reach g >= p_(k-1), the slice g..p_k-1 can run too, and the greedy's k-th slice reaches at least
+    p_k (by induction, every path stays behind it). Growing a slice stops where its nodes' bound passes
+    the limit (type_of: the bound only grows with nodes). The limit is widened by GREEDY_TOL, so LP
+    round-off can only weaken the test. Where a speed floor is out of reach this prices the slices of S
+    starts instead of every start's."""
+    d = pricing.d
+    limit = d.t_max * (1 + GREEDY_TOL)
+    pos = 0
+    for _ in range(d.stages):
+        furthest = pos
+        for e in range(pos + 1, d.n + 1):
+            if time.perf_counter() > deadline:
+                raise TimeUp
+            ty, core = pricing.type_of(pos, e)
+            if core > d.t_max:
+                break
+            send, link = pricing._after[e]
+            if ty >= 0 or core + pricing.hop_allowance(send, link) <= limit:
+                furthest = e
+        if furthest == pos or furthest == d.n:
+            return furthest
+        pos = furthest
+    return pos
+
+
 def build_arcs(pricing: Pricing, deadline: float = math.inf) -> Arcs:
     """Every slice that fits and meets the cycle limit, among those a path of exactly S arcs can use.
 
-    A slice i..e-1 is tried only if the nodes before it fit in k groups and those after it in S-1-k for
-    some k (next-fit bounds, capacity_covers); for each start it grows until its nodes alone no longer
-    fit or run within the limit (both only get worse as nodes are added) or leave fewer nodes than the
-    other S-1 stages need. Then only arcs on some path of exactly S arcs are kept."""
+    A slice i..e-1 is tried only if the nodes before it can be covered by k slices and those after it
+    by S-1-k for some k; for each start it grows until its nodes alone no longer fit or run within the
+    limit (both only get worse as nodes are added) or leave fewer nodes than the other S-1 stages need.
+    Then only arcs on some path of exactly S arcs are kept.
+
+    The k before a start is the larger of two lower bounds: the next-fit bound by capacity
+    (capacity_covers) and `reach`, the fewest slices already found runnable that cover the nodes before
+    it (starts are taken in order, so every slice ending at i is priced before start i). A start no
+    such chain reaches is not priced at all. This leaves out only slices that no path of at most S arcs
+    can use: a path's slices each meet the test with the path's own prefix, so the kept arcs are those
+    of the unpruned enumeration (where a speed floor is out of reach, most starts are never priced)."""
     d = pricing.d
     n, s = d.n, d.stages
+    if greedy_reach(pricing, deadline) < n:  # no S slices cover the chain: no arc is on a path
+        for k in range(len(pricing.priced)):
+            pricing.priced[k] = None
+        empty = np.zeros(0, dtype=np.int64)
+        return Arcs(empty, empty, empty, np.zeros(0))
     before, after = (c.tolist() for c in capacity_covers(d))
+    reach = [0] + [math.inf] * n  # fewest runnable slices covering the first p nodes, found so far
     raw: list[tuple[int, int, int]] = []
     for i in range(n):
         if before[i] > s - 1:
             break
+        used = max(before[i], reach[i])  # slices any path needs before node i
+        if used > s - 1:
+            continue  # unreached, or the rest would need too many
         for j in range(i, min(n, i + n - s + 1)):  # the other S-1 stages need a node each
             e = j + 1
-            if before[i] + after[e] > s - 1:
+            if used + after[e] > s - 1:
                 continue  # the rest needs too many groups: a longer slice may still do
             if time.perf_counter() > deadline:
                 raise TimeUp
@@ -179,6 +236,7 @@ def build_arcs(pricing: Pricing, deadline: float = math.inf) -> Arcs:
                 break
             if ty >= 0:
                 raw.append((i, e, ty))
+                reach[e] = min(reach[e], reach[i] + 1)
     fwd = [0] + [math.inf] * n  # fewest arcs covering the first p nodes
     ends_at: dict[int, list[int]] = {}
     starts_at: dict[int, list[int]] = {}
@@ -390,11 +448,16 @@ class WalkSearch:
     def __init__(self, pricing: Pricing, arcs: Arcs):
         d = pricing.d
         self.n, self.s, self.arcs, self.pricing = d.n, d.stages, arcs, pricing
-        kinds = sorted(set(arcs.types.tolist()))
-        self.fr = [pricing.frontier(k) for k in kinds]
-        index = {k: j for j, k in enumerate(kinds)}
+        self.kinds = sorted(set(arcs.types.tolist()))
+        index = {k: j for j, k in enumerate(self.kinds)}
         self.arc_type = np.array([index[k] for k in arcs.types.tolist()], dtype=np.int64)
         self.uniq_ends, self.first_of_end = np.unique(arcs.ends, return_index=True)
+
+    @functools.cached_property
+    def fr(self) -> list[Frontier]:
+        """The frontiers of the arcs' types (priced on first use: run() needs none when even the least
+        latency of every arc runs past the budget)."""
+        return [self.pricing.frontier(k) for k in self.kinds]
 
     def _choice(self, lam: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per arc: (E + lam L, L, E) at the frontier vertex that minimizes E + lam L."""
@@ -457,11 +520,11 @@ class WalkSearch:
     def run(self, c: float, w_max: float, rel_gap: float) -> tuple[list[int], list[float], float, float]:
         """(path, latency of each of its arcs, best value, dual bound), scaled; an empty path when no
         path meets the budget."""
+        least, _ = self._path(self.arcs.t_feas)  # each arc's least latency (its frontier's first vertex)
+        if least > w_max * (1 + 1e-9):  # even the least latency of every arc runs past the budget
+            return [], [], math.inf, math.inf
         value, path = self._path(self._choice(c)[0])
         if not path:
-            return [], [], math.inf, math.inf
-        least, _ = self._path(np.array([f.t_min for f in self.fr])[self.arc_type])
-        if least > w_max * (1 + 1e-9):  # even the least latency of every arc runs past the budget
             return [], [], math.inf, math.inf
         _, lat, en = self._choice(c)
         if sum(lat[a] for a in path) <= w_max:  # the budget does not bind: exact

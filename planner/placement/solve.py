@@ -505,20 +505,47 @@ def solve_problem(problem: Problem, progress: Progress | None = None, explain: b
     if not whole.proven:
         raise whole.error(explain)
     cut, packing = packed if packed is not None else packed_problem(problem)
+    proven = True
     if cut is not None:
         with_cuts = _search_group_sizes(cut, progress, started)  # solve_s counts both searches
         if with_cuts.feasible:
             return _cut_plan(problem, with_cuts.plan(), cut, packing)
         with_cuts.error(explain=False)  # raises SolverFailure where HiGHS failed on the cut problem
-    error = whole.error(explain)
-    error.proven = cut is None or with_cuts.proven  # a cut search stopped by a time limit proves nothing
+        proven = with_cuts.proven  # a cut search stopped by a time limit proves nothing
+    raise _verdict(problem, whole.error(explain), packing, proven) from None
+
+
+def _verdict(problem: Problem, error: InfeasibleError, packing, proven: bool) -> InfeasibleError:
+    """The whole-node verdict `error`, with what stopped the packing put first when it has a say."""
+    error.proven = error.proven and proven
     note = packing.verdict(problem) if packing is not None else ""
     if not note:
-        raise error
+        return error
     binding = "capacity" if packing.limit == "memory" else error.binding
     combined = InfeasibleError(note + " With whole parts: " + error.explanation, binding)
     combined.proven = error.proven
-    raise combined from None
+    return combined
+
+
+def explain_proven_infeasible(problem: Problem) -> InfeasibleError:
+    """The InfeasibleError that solve_problem(problem) raises when its search ends proven infeasible,
+    without the search: for an instance that a feasibility probe (the same search, planner.studies.
+    capacity) has already proven to have no plan, so that its reason costs only the explanation. The
+    search's records are then 'infeasible' for every S of every group size, which is all that
+    explain_infeasible reads of them; the packing's verdict is computed as solve_problem computes it."""
+    from planner.placement.explain import explain_infeasible
+    from planner.placement.packing import packed_problem
+
+    sizes = problem.spec.group_sizes
+    variant = problem if sizes == [None] or len(sizes) == 1 else problem.with_chips_per_group(sizes[0])
+    records = {
+        s: StageRecord(status="infeasible")
+        for s in variant.stage_range()
+        if 1 <= s <= len(variant.nodes) and variant.micro_batch_choices(s)
+    }
+    error = explain_infeasible(variant, records, True)
+    error.proven = True
+    return _verdict(problem, error, packed_problem(problem)[1], True)
 
 
 def _cut_plan(problem: Problem, plan: Plan, cut: Problem, packing) -> Plan:

@@ -85,12 +85,15 @@ def key_row(spec: InstanceSpec) -> dict[str, Any]:
     }
 
 
-def run_case(spec_data: dict[str, Any], explain: bool = True) -> str:
+def run_case(spec_data: dict[str, Any], explain: bool = True, proven_infeasible: bool = False) -> str:
     """Solve one case (a worker's job): JSON of its CaseResult. Infeasible is a result; errors are rows.
 
     Takes and returns plain JSON-able data so any executor (processes, dask workers) can carry it.
+    `proven_infeasible`: a feasibility probe of this instance has proven it has no plan (planner.
+    studies.capacity): only its reason is computed (planner.placement.solve.explain_proven_infeasible),
+    the row the same as the full solve's (its solve_s aside).
     """
-    from planner.placement.solve import solve_problem
+    from planner.placement.solve import explain_proven_infeasible, solve_problem
     from planner.plans.metrics import case_row
     from planner.plans.plan import Plan
 
@@ -100,6 +103,8 @@ def run_case(spec_data: dict[str, Any], explain: bool = True) -> str:
     started = time.perf_counter()
     try:
         problem = resolve(spec)
+        if proven_infeasible:
+            raise explain_proven_infeasible(problem)
         plan: Plan = solve_problem(problem, lambda s, record: records.__setitem__(s, record), explain)
     except InfeasibleError as exc:
         stopped = sorted(s for s, r in records.items() if r.status in ("time_limit", "error"))
@@ -255,12 +260,14 @@ class _Placement(Strict):
     core_cuts: dict[str, float] | None = None  # the core parts its groups cut (planner.placement.packing)
 
 
-def solve_case(spec: InstanceSpec, cache: Cache | None = None, explain: bool = True) -> CaseResult:
-    """One case in this process, through the cache (see run_case for `explain`)."""
+def solve_case(
+    spec: InstanceSpec, cache: Cache | None = None, explain: bool = True, proven_infeasible: bool = False
+) -> CaseResult:
+    """One case in this process, through the cache (see run_case for `explain` and `proven_infeasible`)."""
     hit = cache.get(spec, explain) if cache is not None else None
     if hit is not None:
         return hit
-    result = CaseResult.from_json(run_case(spec.model_dump(mode="json"), explain))
+    result = CaseResult.from_json(run_case(spec.model_dump(mode="json"), explain, proven_infeasible))
     if cache is not None:
         cache.put(result)
     return result

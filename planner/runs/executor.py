@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from planner.core.errors import PlannerInputError
 from planner.problem.instance import InstanceSpec
@@ -42,6 +43,9 @@ def executor(workers: int | None = None, scheduler: str | None = None) -> Iterat
 
 
 Progress = Callable[[CaseResult, bool], None]  # (result, came from the cache)
+Job = tuple[
+    Callable[..., Any], tuple, Callable[[Any], None]
+]  # (function, its arguments, called with its result)
 
 
 def run_cases(
@@ -50,11 +54,16 @@ def run_cases(
     workers: int | None = None,
     scheduler: str | None = None,
     progress: Progress | None = None,
+    first: Sequence[Job] = (),
 ) -> list[CaseResult]:
     """Solve every case (cached ones are read, not solved), in parallel; results in the order of `cases`.
 
     Each finished case is cached at once by this process, so a KeyboardInterrupt loses only the cases in
     flight. With one worker and no scheduler, cases run in this process (no pool to start).
+
+    `first`: other jobs for the same workers (a study's max-users searches, the longest first), submitted
+    before the cases, so that the cases fill the workers while the long jobs run instead of waiting for
+    a pool of their own; each job's callback gets its result as it finishes (in this process).
     """
     results: dict[str, CaseResult] = {}
     todo: dict[str, InstanceSpec] = {}
@@ -75,15 +84,23 @@ def run_cases(
         if progress:
             progress(result, False)
 
-    if todo and workers == 1 and scheduler is None:
+    if workers == 1 and scheduler is None:
+        for fn, args, then in first:
+            then(fn(*args))
         for spec in todo.values():
             done(CaseResult.from_json(run_case(spec.model_dump(mode="json"))))
-    elif todo:
+    elif todo or first:
         with executor(workers, scheduler) as pool:
-            futures = [pool.submit(run_case, spec.model_dump(mode="json")) for spec in todo.values()]
+            jobs = {pool.submit(fn, *args): then for fn, args, then in first}
+            futures = list(jobs) + [
+                pool.submit(run_case, spec.model_dump(mode="json")) for spec in todo.values()
+            ]
             try:
                 for future in cf.as_completed(futures):
-                    done(CaseResult.from_json(future.result()))
+                    if future in jobs:
+                        jobs[future](future.result())
+                    else:
+                        done(CaseResult.from_json(future.result()))
             except BaseException as exc:
                 for future in futures:
                     future.cancel()

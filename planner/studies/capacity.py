@@ -39,8 +39,9 @@ plan found ends it. Its verdict is the full solve's: the solver takes the same s
 so it finds a plan exactly when the full solve would, and "infeasible" is the same proof. Only the
 minimization after that first plan is left out, and the Pyomo placement of the search's optimum (the
 search's own placement is a plan: planner.placement.solve keeps it at that gap). The solve at U* is then
-repeated with the instance's own gap (its J/token is the optimum the study reports), and the one at
-U* + 1 with its explanation. Where the cut problem decides, a probe first tries the packing's own groups
+repeated with the instance's own gap (its J/token is the optimum the study reports); at U* + 1 the
+probe's proven verdict stands and only its explanation is computed (planner.placement.solve.
+explain_proven_infeasible: the reason the full solve would give, without repeating its search). Where the cut problem decides, a probe first tries the packing's own groups
 as its plan (planner.placement.solve._packed_plan: one slice LP per group, then the evaluator's check);
 a plan that passes is a plan of the cut problem, which its exact search would also find when it
 finishes, so the verdict is unchanged (where a time limit would stop the searches first, it is a plan
@@ -243,7 +244,10 @@ def max_users(
         )
     above = found.above
     if above is not None and not above.row.get("explained", True):  # the binding limit and its shortfall
-        above = solve_case(spec_with_users(spec, above.spec.workload.users), store)
+        # a proven verdict is the full solve's (the module docstring): only its reason is computed
+        above = solve_case(
+            spec_with_users(spec, above.spec.workload.users), store, proven_infeasible=above.proven
+        )
     return dataclasses.replace(found, at_max=at_max, above=above)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,10 +66,11 @@ def compare(
     """Solve every model x memory x users case and search each model x memory's max users (exact).
 
     `progress(label)` is called once per finished case and once per finished max-users search."""
+    from planner.model.graph import load_model_facts
     from planner.runs.cache import Cache
     from planner.runs.executor import run_cases
     from planner.runs.sweep import SweepSpec, check_names, table
-    from planner.studies.capacity import max_users_many
+    from planner.studies.capacity import max_users
 
     solver = {"gap": gap} | ({"time_limit": time_limit} if time_limit else {})
     grid = SweepSpec.from_arguments(
@@ -89,11 +91,25 @@ def compare(
     cases = grid.cases()
     check_names(cases, "compare")
     store = Cache(cache) if cache else None
-    results = run_cases(cases, store, workers, progress=lambda r, hit: progress and progress("case"))
-    points = table(results).assign(point="users")
     bases = [c for c in cases if c.workload.users == users[0]]
-    found = max_users_many(bases, cache, workers, lambda s, r: progress and progress("max users"))
-    maxima = capacity_rows(bases, found)
+    found: dict[int, Any] = {}
+
+    def searched(i: int, result: Any) -> None:
+        found[i] = result
+        if progress:
+            progress("max users")
+
+    # the max-users searches first, the larger models' first (their searches take longest), on the
+    # cases' workers: the cases fill the workers while the long searches run
+    weights = {m: load_model_facts(m, weight_dtype, kv_dtype)["weight_bytes"] for m in models}
+    order = sorted(range(len(bases)), key=lambda i: -weights[bases[i].model])
+    search = functools.partial(max_users, tolerance=0.0)
+    jobs = [(search, (bases[i], cache), functools.partial(searched, i)) for i in order]
+    results = run_cases(
+        cases, store, workers, progress=lambda r, hit: progress and progress("case"), first=jobs
+    )
+    points = table(results).assign(point="users")
+    maxima = capacity_rows(bases, [found[i] for i in range(len(bases))])
     points = points.merge(
         maxima[["model", "memory", "max_users"]], on=["model", "memory"], how="left", validate="many_to_one"
     )
