@@ -291,3 +291,20 @@ def test_a_cycle_relaxation_plan_that_meets_the_walk_ends_a_walk_bound_stage(mon
     reference = solve_module.solve_stage(problem, 3, "exhaustive", 60.0, 1e-4, None)
     assert run.solution.objective == pytest.approx(reference.solution.objective, rel=1e-4)
     assert run.solution.objective >= reference.solution.objective * (1 - 1e-9)
+
+
+def test_a_tiny_speed_shortfall_is_shown_with_its_digits(monkeypatch):
+    """The explanation's speed and shortfall carry enough decimals to show a shortfall of 9e-5 tokens/s
+    (a fastest period of 1 / 19.99991 s against a 20 tokens/s floor: 'short by 0.000090', not 0.00)."""
+    from planner.placement import constraints, explain
+    from planner.problem.problem import resolve
+
+    problem = resolve(spec_from_flags(model="llama-3.1-8b", hardware="sram-pipeline", users=64, context=2048,
+                                      min_tokens_per_s=20, chips_per_group=4, max_groups=4))  # fmt: skip
+    monkeypatch.setattr(constraints, "explain", lambda problem: None)
+    monkeypatch.setattr(explain, "fastest_period", lambda problem, stages, below=None: (1 / 19.99991, 1))
+    error = explain.explain_infeasible(problem, {}, True)
+    assert error.binding == "speed floor (within capacity)"
+    assert (
+        "gives 19.999910 tokens/s" in error.explanation and "short by 0.000090 tokens/s" in error.explanation
+    )

@@ -130,10 +130,12 @@ def explain_infeasible(
     speed = 1.0 / fastest[0]
     floor = problem.min_tokens_per_s
     if speed < floor:
+        short = floor - speed
+        places = max(2, min(8, 1 - math.floor(math.log10(short))))  # a shortfall shown with 2 digits
         return InfeasibleError(
-            f"within capacity, the fastest placement gives {speed:,.2f} tokens/s per user (S={fastest[1]}, period "
-            f"{fastest[0] * 1e3:,.2f} ms) for {who}, below the floor of {floor:,.1f}; short by {floor - speed:,.2f} "
-            f"tokens/s{scope}. The KV and weights that fit only in slower tiers set the pace: serve fewer users, "
+            f"within capacity, the fastest placement gives {speed:,.{places}f} tokens/s per user (S={fastest[1]}, "
+            f"period {fastest[0] * 1e3:,.{places}f} ms) for {who}, below the floor of {floor:,.1f}; short by "
+            f"{short:,.{places}f} tokens/s{scope}. The KV and weights that fit only in slower tiers set the pace: serve fewer users, "
             "lower the floor, or use faster memory",
             binding="speed floor (within capacity)",
         )
