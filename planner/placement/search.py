@@ -195,39 +195,22 @@ def greedy_reach(pricing: Pricing, deadline: float = math.inf) -> int:
     return pos
 
 
-def build_arcs(pricing: Pricing, deadline: float = math.inf) -> Arcs:
-    """Every slice that fits and meets the cycle limit, among those a path of exactly S arcs can use.
-
-    A slice i..e-1 is tried only if the nodes before it can be covered by k slices and those after it
-    by S-1-k for some k; for each start it grows until its nodes alone no longer fit or run within the
-    limit (both only get worse as nodes are added) or leave fewer nodes than the other S-1 stages need.
-    Then only arcs on some path of exactly S arcs are kept.
-
-    The k before a start is the larger of two lower bounds: the next-fit bound by capacity
-    (capacity_covers) and `reach`, the fewest slices already found runnable that cover the nodes before
-    it (starts are taken in order, so every slice ending at i is priced before start i). A start no
-    such chain reaches is not priced at all. This leaves out only slices that no path of at most S arcs
-    can use: a path's slices each meet the test with the path's own prefix, so the kept arcs are those
-    of the unpruned enumeration (where a speed floor is out of reach, most starts are never priced)."""
+def _runnable_slices(pricing: Pricing, deadline: float) -> list[tuple[int, int, int]]:
+    """(start, end, type) of every slice build_arcs tries (its docstring) that runs within the limit."""
     d = pricing.d
     n, s = d.n, d.stages
-    if greedy_reach(pricing, deadline) < n:  # no S slices cover the chain: no arc is on a path
-        for k in range(len(pricing.priced)):
-            pricing.priced[k] = None
-        empty = np.zeros(0, dtype=np.int64)
-        return Arcs(empty, empty, empty, np.zeros(0))
     before, after = (c.tolist() for c in capacity_covers(d))
     reach = [0] + [math.inf] * n  # fewest runnable slices covering the first p nodes, found so far
     raw: list[tuple[int, int, int]] = []
     for i in range(n):
         if before[i] > s - 1:
             break
-        used = max(before[i], reach[i])  # slices any path needs before node i
-        if used > s - 1:
+        needed = max(before[i], reach[i])  # slices any path needs before node i
+        if needed > s - 1:
             continue  # unreached, or the rest would need too many
         for j in range(i, min(n, i + n - s + 1)):  # the other S-1 stages need a node each
             e = j + 1
-            if used + after[e] > s - 1:
+            if needed + after[e] > s - 1:
                 continue  # the rest needs too many groups: a longer slice may still do
             if time.perf_counter() > deadline:
                 raise TimeUp
@@ -237,6 +220,28 @@ def build_arcs(pricing: Pricing, deadline: float = math.inf) -> Arcs:
             if ty >= 0:
                 raw.append((i, e, ty))
                 reach[e] = min(reach[e], reach[i] + 1)
+    return raw
+
+
+def build_arcs(pricing: Pricing, deadline: float = math.inf) -> Arcs:
+    """Every slice that fits and meets the cycle limit, among those a path of exactly S arcs can use.
+
+    A slice i..e-1 is tried only if the nodes before it can be covered by k slices and those after it
+    by S-1-k for some k; for each start it grows until its nodes alone no longer fit or run within the
+    limit (both only get worse as nodes are added) or leave fewer nodes than the other S-1 stages need.
+    Then only arcs on some path of exactly S arcs are kept. None is tried when the greedy cover
+    (greedy_reach) falls short of the chain.
+
+    The k before a start is the larger of two lower bounds: the next-fit bound by capacity
+    (capacity_covers) and `reach`, the fewest slices already found runnable that cover the nodes before
+    it (starts are taken in order, so every slice ending at i is priced before start i). A start no
+    such chain reaches is not priced at all. This leaves out only slices that no path of at most S arcs
+    can use: a path's slices each meet the test with the path's own prefix, so the kept arcs are those
+    of the unpruned enumeration (where a speed floor is out of reach, most starts are never priced)."""
+    d = pricing.d
+    n, s = d.n, d.stages
+    # no S slices cover the chain: no slice is on a path (the tail below then releases every kept LP)
+    raw = _runnable_slices(pricing, deadline) if greedy_reach(pricing, deadline) >= n else []
     fwd = [0] + [math.inf] * n  # fewest arcs covering the first p nodes
     ends_at: dict[int, list[int]] = {}
     starts_at: dict[int, list[int]] = {}

@@ -536,8 +536,7 @@ def explain_proven_infeasible(problem: Problem) -> InfeasibleError:
     from planner.placement.explain import explain_infeasible
     from planner.placement.packing import packed_problem
 
-    sizes = problem.spec.group_sizes
-    variant = problem if sizes == [None] or len(sizes) == 1 else problem.with_chips_per_group(sizes[0])
+    variant = _group_size_variants(problem)[0]
     records = {
         s: StageRecord(status="infeasible")
         for s in variant.stage_range()
@@ -634,18 +633,22 @@ class GroupSizeSearch:
         return _best_plan(self.problem, self.outcomes, self.interrupted, self.started)
 
 
+def _group_size_variants(problem: Problem) -> list[Problem]:
+    """The problem once per group size it allows (itself when it allows one), in the instance's order."""
+    sizes = problem.spec.group_sizes
+    if sizes == [None] or len(sizes) == 1:
+        return [problem]
+    return [problem.with_chips_per_group(c) for c in sizes]
+
+
 def _search_group_sizes(
     problem: Problem, progress: Progress | None, started: float | None = None
 ) -> GroupSizeSearch:
     """Every group size searched; `started` (perf_counter) is when the solve began, by default now."""
     started = time.perf_counter() if started is None else started
-    sizes = problem.spec.group_sizes
-    variants = (
-        [problem] if sizes == [None] or len(sizes) == 1 else [problem.with_chips_per_group(c) for c in sizes]
-    )
     outcomes = []
     interrupted = False
-    for variant in variants:
+    for variant in _group_size_variants(problem):
         best, records, stopped = solve_group_size(variant, progress)
         outcomes.append((variant, best, records))
         if stopped:

@@ -103,8 +103,7 @@ def compare(
     # cases' workers: the cases fill the workers while the long searches run
     weights = {m: load_model_facts(m, weight_dtype, kv_dtype)["weight_bytes"] for m in models}
     order = sorted(range(len(bases)), key=lambda i: -weights[bases[i].model])
-    search = functools.partial(max_users, tolerance=0.0)
-    jobs = [(search, (bases[i], cache), functools.partial(searched, i)) for i in order]
+    jobs = [(max_users, (bases[i], cache), functools.partial(searched, i)) for i in order]
     results = run_cases(
         cases, store, workers, progress=lambda r, hit: progress and progress("case"), first=jobs
     )
