@@ -67,7 +67,7 @@ class SliceView:
     @cached_property
     def items(self) -> tuple[tuple[Item, float], ...]:
         """(free item, nodes of its class in the slice)."""
-        return tuple((it, float(self.counts[c])) for c in self.present for it in self.d.classes[c].free)
+        return tuple((it, float(self._counts[c])) for c in self.present for it in self.d.classes[c].free)
 
     def _carriers(self) -> list[tuple[int, float]]:
         """(class, times its op constants are paid): first parts, plus the start correction. A slice that
@@ -82,9 +82,10 @@ class SliceView:
     def unit_const(self) -> dict[str, float]:
         """Time on each unit besides the free items' phases: fixed items and op overheads."""
         out = dict.fromkeys(self.d.units, 0.0)
+        counts = self._counts
         for c in self.present:
             for u, s in self.d.classes[c].fixed_unit.items():
-                out[u] += self.counts[c] * s
+                out[u] += counts[c] * s
         for c, times in self._carriers():
             out[self.d.classes[c].main_unit] += times * self.d.classes[c].op_overhead
         return out
@@ -99,20 +100,33 @@ class SliceView:
 
     @cached_property
     def tier_const(self) -> np.ndarray:
-        return sum((self.counts[c] * np.array(self.d.classes[c].fixed_tier) for c in self.present),
-                   np.zeros(len(self.d.tiers)))  # fmt: skip
+        """Each tier's busy time from the fixed items."""
+        return self._per_tier("fixed_tier")
 
     @cached_property
     def share_const(self) -> np.ndarray:
-        return sum((self.counts[c] * np.array(self.d.classes[c].fixed_share) for c in self.present),
-                   np.zeros(len(self.d.tiers)))  # fmt: skip
+        """Each tier's fill (fraction of one group's) from the fixed items."""
+        return self._per_tier("fixed_share")
+
+    def _per_tier(self, field: str) -> np.ndarray:
+        """The present classes' `field` (a per-tier tuple of NodeClass) times their counts, summed."""
+        out = [0.0] * len(self.d.tiers)
+        counts = self._counts
+        for c in self.present:
+            for t, x in enumerate(getattr(self.d.classes[c], field)):
+                out[t] += counts[c] * x
+        return np.array(out)
+
+    @cached_property
+    def _counts(self) -> list:
+        """`counts` as Python numbers: the constants above sum a few of them, where numpy scalars are slow."""
+        return self.counts.tolist()
 
     @cached_property
     def energy_const(self) -> float:
         """J/token (scaled) besides the free items: fixed items, compute, collectives, the outgoing hop."""
-        e = sum(
-            self.counts[c] * (self.d.classes[c].fixed_e + self.d.classes[c].compute_e) for c in self.present
-        )
+        counts = self._counts
+        e = sum(counts[c] * (self.d.classes[c].fixed_e + self.d.classes[c].compute_e) for c in self.present)
         e += sum(times * self.d.classes[c].op_collective_e for c, times in self._carriers())
         return float(e) + self.link_e
 

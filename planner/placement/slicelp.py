@@ -25,6 +25,7 @@ from planner.placement.rows import Col, Row, SliceView
 
 INF = highspy.kHighsInf
 LEX_TOL = 1e-9  # relative slack of the lexicographic second stage
+TAU = -1  # SliceLP.__init__: the cycle column's place in the matrix until its index is known
 
 
 @contextlib.contextmanager
@@ -125,12 +126,36 @@ class SliceLP:
         self.view, self.h = view, highs
         self.rows = slice_rows(view)
         terms, self.energy_const = energy_terms(view)
+        # one pass over the rows: columns numbered as they first appear (then the energy's), the matrix
+        # row by row, flat (HiGHS' row-wise format); TAU stands for the cycle column until it is known
         cols: dict[Col, int] = {}
+        number = cols.setdefault
+        index: list[int] = []
+        value: list[float] = []
+        start, row_lo, row_hi = [0], [], []
+        self._time_rows = []  # for point(): the time rows (tau < 0) by column index
         for row in self.rows:
-            for col, _ in row.terms:
-                cols.setdefault(col, len(cols))
+            if not row.terms and not row.tau:
+                lo_r, hi_r = row_bounds(row)
+                if not lo_r - 1e-12 <= 0.0 <= hi_r + 1e-12:
+                    self.feasible = False
+                    return
+                continue
+            ids = [number(c, len(cols)) for c, _ in row.terms]
+            vals = [v for _, v in row.terms]
+            if row.tau < 0:
+                self._time_rows.append((list(zip(vals, ids)), row.const, row.rhs, -row.tau))
+            index += ids
+            value += vals
+            if row.tau:
+                index.append(TAU)
+                value.append(row.tau)
+            start.append(len(index))
+            b = row.rhs - row.const
+            row_lo.append(b if row.eq else -INF)
+            row_hi.append(b)
         for col, _ in terms:
-            cols.setdefault(col, len(cols))
+            number(col, len(cols))
         self.cols = tuple(cols)
         self.tau = tau = len(cols)
         n = tau + 1
@@ -141,28 +166,6 @@ class SliceLP:
         self.time_cost[tau] = 1.0
         hi = np.full(n, INF)
         hi[[j for col, j in cols.items() if col[0] == "f"]] = 1.0
-        # the constraint matrix row by row, flat (HiGHS' row-wise format)
-        index: list[int] = []
-        value: list[float] = []
-        start, row_lo, row_hi = [0], [], []
-        self._time_rows = []  # for point(): the time rows (tau < 0) by column index
-        for row in self.rows:
-            if row.tau < 0:
-                self._time_rows.append(([(v, cols[c]) for c, v in row.terms], row.const, row.rhs, -row.tau))
-            lo_r, hi_r = row_bounds(row)
-            if not row.terms and not row.tau:
-                if not lo_r - 1e-12 <= 0.0 <= hi_r + 1e-12:
-                    self.feasible = False
-                    return
-                continue
-            index += [cols[c] for c, _ in row.terms]
-            value += [v for _, v in row.terms]
-            if row.tau:
-                index.append(tau)
-                value.append(row.tau)
-            start.append(len(index))
-            row_lo.append(lo_r)
-            row_hi.append(hi_r)
         self.feasible = True
         # point(): each item's epigraph column, floor and (read time, f column) per tier
         self._epigraphs = [
@@ -176,13 +179,15 @@ class SliceLP:
         start.append(len(index))
         row_lo.append(-INF)
         row_hi.append(INF)
+        index_array = np.array(index, dtype=np.int32)
+        index_array[index_array == TAU] = tau
         lp = highspy.HighsLp()  # built once: (re)loading it is one passModel
         lp.num_col_, lp.num_row_ = n, len(row_lo)
         lp.col_cost_, lp.col_lower_, lp.col_upper_ = self.time_cost, np.zeros(n), hi
         lp.row_lower_, lp.row_upper_ = np.array(row_lo), np.array(row_hi)
         lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
         lp.a_matrix_.start_ = np.array(start, dtype=np.int32)
-        lp.a_matrix_.index_ = np.array(index, dtype=np.int32)
+        lp.a_matrix_.index_ = index_array
         lp.a_matrix_.value_ = np.array(value, dtype=float)
         self._lp = lp
         self._all = np.arange(n, dtype=np.int32)
