@@ -27,7 +27,7 @@ from planner.placement.constraints import check
 from planner.placement.reference import exhaustive_stages
 from planner.placement.search import Pricing, WalkSearch, build_arcs
 from planner.placement.solution import placement
-from planner.placement.solve import final_placement, solve_stage
+from planner.placement.solve import final_placement, milp_placement, solve_stage
 from planner.placement.stage import stage_data, walk_data
 from planner.problem.problem import Problem, from_graph
 
@@ -171,8 +171,10 @@ def test_search_and_pyomo_match_exhaustive(seed: int) -> None:
     assert checked(problem, record.solution) == pytest.approx(ref.objective, rel=REL)
     assert checked(problem, ref) == pytest.approx(ref.objective, rel=REL)
     assert bound is not None and bound * d.energy_unit_j <= ref.objective * (1 + 1e-9)
-    if fast.search is not None:  # cycle-bound: the final Pyomo placement at the search's cycle
-        assert checked(problem, final_placement(problem, fast, None)) == pytest.approx(ref.objective, rel=REL)
+    if fast.search is not None:  # cycle-bound: the Pyomo MILP's placement at the search's cycle
+        assert checked(problem, milp_placement(problem, fast, None)) == pytest.approx(ref.objective, rel=REL)
+    # the plan solve_problem reports: the search's own placement (it passes the check) or the MILP's
+    assert checked(problem, final_placement(problem, fast, None)) == pytest.approx(ref.objective, rel=REL)
 
 
 def test_random_instances_cover_every_case() -> None:
@@ -375,6 +377,27 @@ def test_llama_8b_every_stage_count(hardware: str, kv: str | None) -> None:
             assert run.solution.gap <= 1e-4
             assert lower_bound(d) * d.energy_unit_j <= run.solution.objective * (1 + 1e-9)
     assert feasible >= 5
+
+
+def test_a_search_placement_that_fails_the_check_is_placed_by_the_pyomo_milp(monkeypatch) -> None:
+    """The reported plan is the search's own placement when the evaluator's check passes it (every
+    random instance above), else the Pyomo MILP's at the same cycle: with the check made to fail, the
+    plan comes from the MILP and still equals the exhaustive reference (planner.placement.reference)."""
+    import planner.placement.solve as solve_module
+
+    for seed in SEEDS:
+        problem, s = random_problem(seed)
+        fast = solve_stage(problem, s, rel_gap=TIGHT)
+        if fast.search is not None and fast.solution.groups is not None:
+            break
+    kept = final_placement(problem, fast, None)
+    assert "placement by the search's slice LPs" in kept.message
+    monkeypatch.setattr(solve_module, "check", lambda problem, cost: ["forced for the test"])
+    placed = final_placement(problem, fast, None)
+    assert "Pyomo MILP" in placed.message and "search's slice LPs" not in placed.message
+    monkeypatch.undo()
+    ref = exhaustive_stages(problem, s)
+    assert checked(problem, placed) == pytest.approx(ref.objective, rel=REL)
 
 
 def test_a_walk_bound_plan_the_pyomo_milp_placed_is_not_placed_again(monkeypatch) -> None:

@@ -2,11 +2,12 @@
 
 For one S (`solve_stage`): the fluid lower bound (planner.placement.bounds) prunes it against the best
 plan so far; a cycle-bound pipeline is solved by the exact cycle search (planner.placement.search),
-any other (fewer micro-batches in flight than the groups have slots) by the Pyomo MILP, the
-formulation of record (planner.placement.milp); `--method pyomo` uses the MILP for every S and
-`--method exhaustive` the reference (planner.placement.reference). The best cycle-bound plan is placed by
-the Pyomo MILP at its cycle, over the arcs the search priced that can lie on an optimal path (nothing is
-priced twice). Every S's outcome is reported (J/token vs S is a result in itself), and with several
+any other (fewer micro-batches in flight than the groups have slots) by the cycle and walk relaxations
+with their proofs, and the gap they leave by the Pyomo MILP, the formulation of record (planner.
+placement.milp), over the arcs they priced; `--method pyomo` uses the MILP for every S and `--method
+exhaustive` the reference (planner.placement.reference). The best plan keeps the search's own placement
+when the evaluator's check passes it, else it is placed by the Pyomo MILP at its cycle, over the arcs the
+search priced that can lie on an optimal path (final_placement; nothing is priced twice). Every S's outcome is reported (J/token vs S is a result in itself), and with several
 group sizes the best of each. No feasible plan -> InfeasibleError naming the binding limit and the
 shortfall (planner.placement.explain).
 """
@@ -336,6 +337,27 @@ def useful_arcs(run: StageRun, tol: float = FINAL_TOL) -> Arcs:
 
 
 def final_placement(problem: Problem, run: StageRun, time_limit: float | None) -> StageSolution:
+    """The placement of the search's optimum: its own, when the evaluator's check passes it, else the
+    Pyomo MILP's at the same S and cycle (milp_placement).
+
+    The search's placement is a plan of the formulation: each slice's tier fractions are its slice LP's
+    solution at the plan's cycle (a point of the type's exact frontier), and its J/token, recomputed by
+    planner.cost, is the search's optimum, proven within the instance's gap. Solving the Pyomo MILP again
+    at that cycle finds the same optimum (tests hold it to 1e-6 against the exhaustive reference) and
+    costs up to several times the search (DeepSeek-V3's shipped instance: 5 s of HiGHS for a walk-bound
+    S = 5 the relaxations had already proven, only to return an equally cheap arrangement, 1e-12 dearer).
+    The check (planner.placement.constraints.check, on the recomputed cost) is what makes keeping it
+    safe: a placement that misses a limit by more than the tolerance goes to the MILP."""
+    _, violations = _evaluated(problem, run.solution, run.solution.cycle_s)
+    if not violations:
+        how = "S and cycle by exact search" if run.search is not None else "S and period by the relaxations"
+        return dataclasses.replace(
+            run.solution, message=f"{how}, placement by the search's slice LPs ({run.solution.message})"
+        )
+    return milp_placement(problem, run, time_limit)
+
+
+def milp_placement(problem: Problem, run: StageRun, time_limit: float | None) -> StageSolution:
     """Place nodes and tiers with the Pyomo MILP at the search's optimal S and cycle.
 
     With the cycle fixed the path-form MILP is small and its relaxation nearly integral; its optimum
@@ -665,8 +687,9 @@ def _best_plan(problem: Problem, outcomes, interrupted: bool, started: float) ->
     chosen = best.problem if best.problem is not None else chosen  # with its micro-batches in flight
     sol = best.solution
     build_s = sum(o[1].solution.build_s for o in feasible)
-    # the Pyomo placement of the search's optimum; where the gap accepts any plan (a feasibility probe,
-    # planner.studies.capacity) the search's own placement stands
+    # the placement of the search's optimum (final_placement: its own once checked, else the Pyomo
+    # MILP's); where the gap accepts any plan (a feasibility probe, planner.studies.capacity) the search's
+    # own placement stands
     placed = spec.solver.method == "milp" and best.pricing is not None and not best.by_milp
     if not interrupted and placed and not spec.solver.any_plan:
         try:

@@ -37,8 +37,9 @@ A probe asks only whether a plan exists, so it is solved with the gap 1 (feasibi
 plan found ends it. Its verdict is the full solve's: the solver takes the same steps up to its first plan
 (the (S, m) pairs in the order of their bounds, each searched until a plan or a proof that there is none),
 so it finds a plan exactly when the full solve would, and "infeasible" is the same proof. Only the
-minimization after that first plan is left out, and the Pyomo placement of the search's optimum (the
-search's own placement is a plan: planner.placement.solve keeps it at that gap). The solve at U* is then
+minimization after that first plan is left out, and the final placement's step (planner.placement.
+solve.final_placement: the search's own placement checked, else the Pyomo MILP's; a probe keeps the
+search's, which is a plan either way). The solve at U* is then
 repeated with the instance's own gap (its J/token is the optimum the study reports); at U* + 1 the
 probe's proven verdict stands and only its explanation is computed (planner.placement.solve.
 explain_proven_infeasible: the reason the full solve would give, without repeating its search). Where the cut problem decides, a probe first tries the packing's own groups
