@@ -392,9 +392,13 @@ def test_a_search_placement_that_fails_the_check_is_placed_by_the_pyomo_milp(mon
             break
     kept = final_placement(problem, fast, None)
     assert "placement by the search's slice LPs" in kept.message
-    monkeypatch.setattr(solve_module, "check", lambda problem, cost: ["forced for the test"])
-    placed = final_placement(problem, fast, None)
+    assert fast.violations == ()  # checked where the search priced its plan
+    placed = final_placement(problem, dataclasses.replace(fast, violations=("forced for the test",)), None)
     assert "Pyomo MILP" in placed.message and "search's slice LPs" not in placed.message
+    # a run that did not check its plan is checked here, with the same outcome
+    monkeypatch.setattr(solve_module, "check", lambda problem, cost: ["forced for the test"])
+    unchecked = final_placement(problem, dataclasses.replace(fast, violations=None), None)
+    assert "Pyomo MILP" in unchecked.message and "search's slice LPs" not in unchecked.message
     monkeypatch.undo()
     ref = exhaustive_stages(problem, s)
     assert checked(problem, placed) == pytest.approx(ref.objective, rel=REL)

@@ -151,9 +151,9 @@ class SliceLP:
                 index.append(TAU)
                 value.append(row.tau)
             start.append(len(index))
-            b = row.rhs - row.const
-            row_lo.append(b if row.eq else -INF)
-            row_hi.append(b)
+            lo_r, hi_r = row_bounds(row)
+            row_lo.append(lo_r)
+            row_hi.append(hi_r)
         for col, _ in terms:
             number(col, len(cols))
         self.cols = tuple(cols)

@@ -7,8 +7,8 @@ with their proofs, and the gap they leave by the Pyomo MILP, the formulation of 
 placement.milp), over the arcs they priced; `--method pyomo` uses the MILP for every S and `--method
 exhaustive` the reference (planner.placement.reference). The best plan keeps the search's own placement
 when the evaluator's check passes it, else it is placed by the Pyomo MILP at its cycle, over the arcs the
-search priced that can lie on an optimal path (final_placement; nothing is priced twice). Every S's outcome is reported (J/token vs S is a result in itself), and with several
-group sizes the best of each. No feasible plan -> InfeasibleError naming the binding limit and the
+search priced that can lie on an optimal path (final_placement; nothing is priced twice). Every S's
+outcome is reported (J/token vs S is a result in itself), and with several group sizes the best of each. No feasible plan -> InfeasibleError naming the binding limit and the
 shortfall (planner.placement.explain).
 """
 
@@ -50,6 +50,7 @@ class StageRun:
     clock: float | None = None  # scaled cycle of the incumbent
     problem: Problem | None = None  # the problem it solved (its micro-batches in flight set)
     by_milp: bool = False  # placed by the Pyomo MILP already (_milp_run): no final placement to redo
+    violations: tuple[str, ...] | None = None  # the evaluator's check of its plan (None: not checked)
 
 
 def _priced(problem: Problem, sol: StageSolution, clock_s: float | None) -> StageSolution:
@@ -194,7 +195,8 @@ def _cycle_run(problem, pricing, arcs, bound, rel_gap, cutoff, deadline, build_s
         ),
         work=pricing.lp_solves,
     )
-    return StageRun(_priced(problem, sol, best_t * d.time_unit_s), pricing, arcs, search, best_t)
+    priced, violations = _evaluated(problem, sol, best_t * d.time_unit_s)
+    return StageRun(priced, pricing, arcs, search, best_t, violations=tuple(violations))
 
 
 def _proven(plans: list[StageSolution], lower: list[float], rel_gap: float) -> StageSolution | None:
@@ -219,15 +221,13 @@ def _walk_bound(problem, cycle: StageRun, bound, rel_gap, cutoff, time_limit, de
     if cycle.solution.best_bound is not None and cycle.solution.status in ("optimal", "pruned", "infeasible"):
         lower.append(cycle.solution.best_bound)
     plans: list[StageSolution] = []
-    if cycle.solution.groups is not None:
-        priced, violations = _evaluated(problem, cycle.solution, cycle.solution.cycle_s)
-        if not violations:
-            plans.append(priced)
+    if cycle.solution.groups is not None and cycle.violations == ():  # checked by _cycle_run
+        plans.append(cycle.solution)
     proven = _proven(plans, lower, rel_gap)
     if proven is not None:  # the walk relaxation is not needed
         msg = f"walk-bound S: the cycle relaxation's plan meets the walk; {cycle.solution.message}"
         return StageRun(dataclasses.replace(proven, build_s=build_s, solve_s=time.perf_counter() - t1,
-                                            message=msg), cycle.pricing, cycle.arcs)  # fmt: skip
+                                            message=msg), cycle.pricing, cycle.arcs, violations=())  # fmt: skip
     walk = Pricing(walk_data(d))
     try:
         warcs = build_arcs(walk, deadline)
@@ -262,7 +262,7 @@ def _walk_bound(problem, cycle: StageRun, bound, rel_gap, cutoff, time_limit, de
         return StageRun(
             dataclasses.replace(proven, build_s=build_s, solve_s=solve_s, message=msg,
                                 work=cycle.pricing.lp_solves + walk.lp_solves),
-            cycle.pricing, cycle.arcs,
+            cycle.pricing, cycle.arcs, violations=(),
         )  # fmt: skip
     best = min(plans, key=lambda s: s.objective, default=None)
     if best is None and not math.isfinite(best_bound):
@@ -289,7 +289,8 @@ def _walk_bound(problem, cycle: StageRun, bound, rel_gap, cutoff, time_limit, de
     if best is None:
         return StageRun(empty(stages, m, "time_limit", "no plan from the relaxations", best_bound=best_bound))
     return StageRun(dataclasses.replace(best, status="time_limit", best_bound=best_bound, gap=gap, message=msg,
-                                        build_s=build_s, solve_s=solve_s), cycle.pricing, cycle.arcs)  # fmt: skip
+                                        build_s=build_s, solve_s=solve_s), cycle.pricing, cycle.arcs,
+                    violations=())  # fmt: skip
 
 
 def _milp_run(problem, pricing, arcs, bound, time_limit, deadline, rel_gap, cutoff, build_s) -> StageRun:
@@ -346,9 +347,12 @@ def final_placement(problem: Problem, run: StageRun, time_limit: float | None) -
     at that cycle finds the same optimum (tests hold it to 1e-6 against the exhaustive reference) and
     costs up to several times the search (DeepSeek-V3's shipped instance: 5 s of HiGHS for a walk-bound
     S = 5 the relaxations had already proven, only to return an equally cheap arrangement, 1e-12 dearer).
-    The check (planner.placement.constraints.check, on the recomputed cost) is what makes keeping it
-    safe: a placement that misses a limit by more than the tolerance goes to the MILP."""
-    _, violations = _evaluated(problem, run.solution, run.solution.cycle_s)
+    The check (planner.placement.constraints.check, on the recomputed cost; made where the solution was
+    priced, StageRun.violations) is what makes keeping it safe: a placement that misses a limit by more
+    than the tolerance goes to the MILP."""
+    violations = run.violations
+    if violations is None:  # a run that did not check its plan
+        violations = _evaluated(problem, run.solution, run.solution.cycle_s)[1]
     if not violations:
         how = "S and cycle by exact search" if run.search is not None else "S and period by the relaxations"
         return dataclasses.replace(
