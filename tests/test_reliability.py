@@ -242,6 +242,28 @@ def test_validation_messages_quote_values_briefly():
     assert len(problem) < 150
 
 
+def test_a_value_that_fits_no_member_of_a_union_is_one_problem_without_pydantic_tags():
+    """Was: two lines per bad value, located at pydantic's member tags ("max_chip_power.literal['tdp',
+    'none']", "chips_per_group.int"). Expected by hand: one line per field, the list member's deeper
+    error (the bad item) where the value is a list."""
+    from pydantic import ValidationError
+
+    from planner.problem.instance import InstanceSpec
+
+    data = read_mapping(ROOT / TINY)
+    for update, field, says in (
+        ({"max_chip_power": None}, "max_chip_power", ("'tdp' or 'none'", "'73 W'")),
+        ({"chips_per_group": [8, "x"]}, "chips_per_group.1", ("valid integer", "(got 'x')")),
+        ({"chips_per_group": "eight"}, "chips_per_group", ("valid integer", "valid list")),
+    ):
+        with pytest.raises(ValidationError) as info:
+            InstanceSpec.model_validate({**data, **update})
+        (problem,) = problems_from_validation(info.value)
+        assert problem.startswith(f"{field}: "), problem
+        assert all(s in problem for s in says), problem
+        assert "literal[" not in problem and "function-" not in problem and ".int" not in problem
+
+
 # ---------------------------------------------------------------------------------------------- 3 linear work
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 import reprlib
 from pathlib import Path
 
@@ -87,25 +88,72 @@ class InfeasibleError(Exception):
         super().__init__(explanation)
 
 
+_UNION_TAG = re.compile(
+    r"(int|float|str|bool|bytes|none|list|dict"
+    r"|(literal|list|dict|tuple|set|frozenset|function-(before|after|plain|wrap)|is-instance|chain)\[.*\])",
+    re.DOTALL,
+)
+
+
+def _is_union_tag(part, item: dict, position: int) -> bool:
+    """Whether a pydantic error location part names a member of a union ("int", "list[int]",
+    "literal['tdp','none']", "function-before[convert(), float]") rather than a
+    field, a key or an index. An unknown field's own name (the last part) is the user's: never a tag."""
+    if item["type"] == "extra_forbidden" and position == len(item["loc"]) - 1:
+        return False
+    return isinstance(part, str) and _UNION_TAG.fullmatch(part) is not None
+
+
+def _union_merged(errors: list[dict]) -> list[tuple[tuple, list[dict]]]:
+    """Errors grouped by their location before its first union tag, in order. A value that fits no
+    member of a union gets one error per member; in a group, only the members that got furthest into
+    the value are kept (a list of one bad item: that item, not "not an integer"), so they say one thing."""
+    groups: dict[tuple, list[tuple[tuple, dict]]] = {}
+    for item in errors:
+        loc = tuple(item["loc"])
+        tags = [_is_union_tag(part, item, k) for k, part in enumerate(loc)]
+        cut = tags.index(True) if True in tags else len(loc)
+        rest = tuple(p for p, tag in zip(loc[cut:], tags[cut:]) if not tag)
+        groups.setdefault(loc[:cut], []).append((rest, item))
+    out = []
+    for head, members in groups.items():
+        deepest = max(len(rest) for rest, _ in members)
+        by_rest: dict[tuple, list[dict]] = {}
+        for rest, item in members:
+            if len(rest) == deepest:
+                by_rest.setdefault(rest, []).append(item)
+        out += [(head + rest, items) for rest, items in by_rest.items()]
+    return out
+
+
 def problems_from_validation(error: ValidationError, flags: bool = False) -> list[str]:
     """Turn a pydantic ValidationError into one readable line per problem: field, value, what is expected.
 
     With `flags` the values came from command-line flags: each line names the flag too, taken from the
-    field's last name ("workload.min_tokens_per_s" -> "--min-tokens-per-s (workload.min_tokens_per_s)")."""
+    field's last name ("workload.min_tokens_per_s" -> "--min-tokens-per-s (workload.min_tokens_per_s)").
+    A value that fits no member of a union (a power limit that is neither 'tdp' nor watts) is one line
+    whose message lists what each member expects, and its location has no pydantic member tags."""
     problems = []
-    for item in error.errors():
-        field = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        names = [str(p) for p in item["loc"] if not isinstance(p, int)]
+    for loc, items in _union_merged(error.errors()):
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        names = [str(p) for p in loc if not isinstance(p, int)]
         if flags and names:
             field = f"--{names[-1].replace('_', '-')} ({field})"
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown field; remove it or check its spelling"
-        elif item["type"] == "missing":
-            message = "required field is missing"
-        value = item.get("input")
+        messages = []
+        for item in items:
+            message = item["msg"].removeprefix("Value error, ")
+            if item["type"] == "extra_forbidden":
+                message = "unknown field; remove it or check its spelling"
+            elif item["type"] == "missing":
+                message = "required field is missing"
+            if message not in messages:
+                messages.append(message)
+        message = messages[0] if len(messages) == 1 else "; or ".join(messages)
+        value = items[0].get("input")
         shown = (
-            "" if item["type"] in ("missing",) or isinstance(value, dict) else f" (got {bounded_repr(value)})"
+            ""
+            if items[0]["type"] in ("missing",) or isinstance(value, dict)
+            else f" (got {bounded_repr(value)})"
         )
         problems.append(f"{field}: {message}{shown}")
     return problems
