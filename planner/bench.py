@@ -14,9 +14,10 @@ prints figures, not a timed test.
 - instances: `planner solve` of every shipped instance;
 - scale: a Llama-3.1-70B-shaped config with 1,280 layers (2,562 whole nodes, --split none) on
   sram-pipeline, --max-groups 2048, 1,024 users, 4K context, 20 tokens/s: every S solved or pruned;
-- sweep: `planner sweep sweeps/example.yaml` with 1 and with 2 workers, alternating, --repeat runs of
-  each (a fresh cache each), and the most 2 workers could give by Amdahl's law (the cases' own time,
-  the sum of their solve_s, divides among workers; the start-up and the output do not);
+- sweep: `planner sweep sweeps/example.yaml` and `sweeps/scaling.yaml` (32 cases whose solves outweigh
+  the start-up), each with 1 and with 2 workers, alternating, --repeat runs of each (a fresh cache
+  each), and the most 2 workers could give by Amdahl's law (the cases' own time, the sum of their
+  solve_s, divides among workers; the start-up and the output do not);
 - compare: the README's memory comparison (fresh cache).
 """
 
@@ -45,6 +46,7 @@ COMPARE = [
     "sram,hbm3e,hbm4,lpddr5x,gddr7,novel-kv-dram", "--users", "16,256,4096,32768", "--context", "4096",
     "--min-tokens-per-s", "20",
 ]  # fmt: skip
+SWEEPS = ("sweeps/example.yaml", "sweeps/scaling.yaml")  # the second: cases outweigh start-up
 HEAVY = ("pyomo", "pandas", "matplotlib", "networkx")
 
 app = typer.Typer(add_completion=False, help=__doc__.split("\n")[0], pretty_exceptions_enable=False)
@@ -134,37 +136,9 @@ def main(
             args = ["solve", "--model", str(path), "--hardware", "sram-pipeline", "--max-groups", "2048", "--users",
                     "1024", "--context", "4096", "--min-tokens-per-s", "20", "--split", "none", "-q", "--json"]  # fmt: skip
             record("scale target: 2,562 nodes, S = 21..2048, every S solved or pruned", args, 1)
-    if "sweep" in chosen:  # --repeat runs of each, 1 and 2 workers alternating, each with a fresh cache
-        before = _load()
-        times: dict[int, list[float]] = {1: [], 2: []}
-        case_s: list[float] = []  # per 1-worker run: the cases' own time, the sum of their solve_s
-        for _ in range(repeat):
-            for workers in (1, 2):
-                cache = Path(tempfile.mkdtemp(prefix="planner-bench-"))
-                try:
-                    out = cache / "cases.csv"
-                    args = ["sweep", "sweeps/example.yaml", "--workers", str(workers), "--cache", str(cache),
-                            "--out", str(out), "-q"]  # fmt: skip
-                    times[workers] += _wall(args, 1)[1]
-                    if workers == 1:
-                        with out.open(newline="") as rows:
-                            case_s.append(sum(float(r["solve_s"]) for r in csv.DictReader(rows)))
-                finally:
-                    shutil.rmtree(cache, ignore_errors=True)
-        for workers in (1, 2):
-            report(
-                f"planner sweep sweeps/example.yaml --workers {workers} (cold cache)", times[workers], before
-            )
-        one = figures["planner sweep sweeps/example.yaml --workers 1 (cold cache)"]["median_s"]
-        two = figures["planner sweep sweeps/example.yaml --workers 2 (cold cache)"]["median_s"]
-        print(f"{'  sweep speed-up with 2 workers':<58} {one / two:>8.2f} x")
-        # Amdahl: only the cases' own time divides among workers; the rest (start-up, imports, output)
-        # does not, so even two perfectly balanced workers with no overhead give at most one / (one - X/2)
-        work = statistics.median(case_s)
-        limit = one / (one - work / 2)
-        print(f"{'  cases own time, 1 worker (sum of solve_s)':<58} {work:>8.2f} s  of {one:.2f} s: "
-              f"2 workers can give at most {limit:.2f} x")  # fmt: skip
-        figures["sweep_speedup_2_workers"] = {"x": one / two, "cases_s": work, "amdahl_limit_x": limit}
+    if "sweep" in chosen:
+        for sweep_file in SWEEPS:
+            _sweep_speedup(sweep_file, repeat, report, figures)
     if "compare" in chosen:
         cache = Path(tempfile.mkdtemp(prefix="planner-bench-"))
         try:
@@ -173,6 +147,43 @@ def main(
             shutil.rmtree(cache, ignore_errors=True)
     if json_out is not None:
         json_out.write_text(json.dumps(figures, indent=1))
+
+
+def _sweep_speedup(sweep_file: str, repeat: int, report, figures: dict) -> None:
+    """`planner sweep SWEEP_FILE` with 1 and 2 workers, alternating, --repeat runs of each with a fresh
+    cache each; prints the speed-up and the most 2 workers could give by Amdahl's law."""
+    before = _load()
+    times: dict[int, list[float]] = {1: [], 2: []}
+    case_s: list[float] = []  # per 1-worker run: the cases' own time, the sum of their solve_s
+    for _ in range(repeat):
+        for workers in (1, 2):
+            cache = Path(tempfile.mkdtemp(prefix="planner-bench-"))
+            try:
+                out = cache / "cases.csv"
+                args = ["sweep", sweep_file, "--workers", str(workers), "--cache", str(cache),
+                        "--out", str(out), "-q"]  # fmt: skip
+                times[workers] += _wall(args, 1)[1]
+                if workers == 1:
+                    with out.open(newline="") as rows:
+                        case_s.append(sum(float(r["solve_s"]) for r in csv.DictReader(rows)))
+            finally:
+                shutil.rmtree(cache, ignore_errors=True)
+    name = {w: f"planner sweep {sweep_file} --workers {w} (cold cache)" for w in (1, 2)}
+    for workers in (1, 2):
+        report(name[workers], times[workers], before)
+    one, two = figures[name[1]]["median_s"], figures[name[2]]["median_s"]
+    print(f"{'  sweep speed-up with 2 workers':<58} {one / two:>8.2f} x")
+    # Amdahl: only the cases' own time divides among workers; the rest (start-up, imports, output)
+    # does not, so even two perfectly balanced workers with no overhead give at most one / (one - X/2)
+    work = statistics.median(case_s)
+    limit = one / (one - work / 2)
+    print(f"{'  cases own time, 1 worker (sum of solve_s)':<58} {work:>8.2f} s  of {one:.2f} s: "
+          f"2 workers can give at most {limit:.2f} x")  # fmt: skip
+    figures[f"sweep_speedup_2_workers {sweep_file}"] = {
+        "x": one / two,
+        "cases_s": work,
+        "amdahl_limit_x": limit,
+    }
 
 
 if __name__ == "__main__":
