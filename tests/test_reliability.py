@@ -264,6 +264,23 @@ def test_a_value_that_fits_no_member_of_a_union_is_one_problem_without_pydantic_
         assert "literal[" not in problem and "function-" not in problem and ".int" not in problem
 
 
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_a_reader_that_goes_away_is_exit_141_not_infeasible(json_flag):
+    """Was: `planner solve ... | head -1` exited 1, the planner's code for an infeasible instance (rich's
+    broken-pipe exit). Expected: 141 (128 + SIGPIPE, what shells report for such a command) and nothing on
+    stderr. The read end is closed before the solve prints anything."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "planner.cli", "solve", TINY, "-q", *json_flag],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141, err.decode()
+    assert err == b""
+
+
 # ---------------------------------------------------------------------------------------------- 3 linear work
 
 

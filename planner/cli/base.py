@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -80,9 +81,27 @@ app = PlannerTyper(
 model_app = PlannerTyper(no_args_is_help=True, help="Model descriptions and graphs.")
 app.add_typer(model_app, name="model")
 
+BROKEN_PIPE = 141  # 128 + SIGPIPE: what shells report for a command whose reader went away (`| head`)
+
+
+def _stdout_to_devnull() -> None:
+    """The reader of stdout went away: later writes (and the interpreter's last flush) go nowhere."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+class PlannerConsole(Console):
+    """rich's Console, whose broken pipe exits 141 instead of rich's 1 (the planner's 'infeasible')."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        _stdout_to_devnull()
+        raise SystemExit(BROKEN_PIPE)
+
+
 # wide enough for the tables when output goes to a file or a pipe (rich falls back to 80 columns there)
-console = Console(width=None if sys.stdout.isatty() else 180)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 180)
+console = PlannerConsole(width=None if sys.stdout.isatty() else 180)
+err_console = PlannerConsole(stderr=True, width=None if sys.stderr.isatty() else 180)
 STATE = {"debug": False}
 
 
@@ -126,6 +145,9 @@ def handle_errors(func):
             raise typer.Exit(130) from None
         except typer.Exit:
             raise
+        except BrokenPipeError:  # the reader of stdout went away (`planner ... | head`): not a bug
+            _stdout_to_devnull()
+            raise typer.Exit(BROKEN_PIPE) from None
         except Exception as exc:  # a bug, not the user's input: say so plainly, exit 3
             if STATE["debug"]:
                 raise
