@@ -109,14 +109,17 @@ def _union_merged(errors: list[dict]) -> list[tuple[tuple, list[dict]]]:
     member of a union gets one error per member; in a group, only the members that got furthest into
     the value are kept (a list of one bad item: that item, not "not an integer"), so they say one thing."""
     groups: dict[tuple, list[tuple[tuple, dict]]] = {}
-    for item in errors:
+    for k, item in enumerate(errors):
         loc = tuple(item["loc"])
-        tags = [_is_union_tag(part, item, k) for k, part in enumerate(loc)]
-        cut = tags.index(True) if True in tags else len(loc)
+        tags = [_is_union_tag(part, item, j) for j, part in enumerate(loc)]
+        if True not in tags:  # not a union member's: a problem of its own
+            groups[(loc, k)] = [((), item)]
+            continue
+        cut = tags.index(True)
         rest = tuple(p for p, tag in zip(loc[cut:], tags[cut:]) if not tag)
-        groups.setdefault(loc[:cut], []).append((rest, item))
+        groups.setdefault((loc[:cut], None), []).append((rest, item))
     out = []
-    for head, members in groups.items():
+    for (head, _), members in groups.items():
         deepest = max(len(rest) for rest, _ in members)
         by_rest: dict[tuple, list[dict]] = {}
         for rest, item in members:
