@@ -52,3 +52,19 @@ def test_help_and_model_info_import_no_heavy_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_a_solve_the_search_places_itself_loads_no_pyomo():
+    """Pyomo is loaded only when the MILP is built (planner.placement.milp): the tiny instance's optimum is
+    placed by the search itself (its plan reports method milp and the evaluator passes it), so its solve
+    never imports Pyomo; `--method pyomo` does, and gives the same J/token."""
+    code = (
+        "import sys\nfrom planner.api import solve\nfrom planner.problem.instance import load_instance\n"
+        "spec = load_instance('instances/llama-3.1-8b_tiny.yaml')\n"
+        "a = solve(spec); before = 'pyomo' in sys.modules\n"
+        "b = solve(spec.model_copy(update={'solver': spec.solver.model_copy(update={'method': 'pyomo'})}))\n"
+        "print(before, 'pyomo' in sys.modules, abs(a.solver.objective / b.solver.objective - 1) < 1e-6)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True", "True"], out.stdout

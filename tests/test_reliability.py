@@ -281,6 +281,48 @@ def test_a_reader_that_goes_away_is_exit_141_not_infeasible(json_flag):
     assert err == b""
 
 
+EXIT_NOW = """
+import atexit, sys, threading, time
+from planner.cli.exits import exit_now
+atexit.register(lambda: sys.stdout.write(" atexit-ran"))
+if sys.argv[1] == "thread":  # a non-daemon thread still running: the ordinary exit waits for it
+    threading.Thread(target=lambda: (time.sleep(0.3), sys.stdout.write(" thread-done"))).start()
+sys.stdout.write("printed")  # buffered (stdout is a pipe): lost unless exit_now flushes it
+exit_now({"none": None, "int": 7, "text": "some message", "thread": 5}[sys.argv[1]])
+"""
+
+
+@pytest.mark.parametrize(
+    ("code", "rc", "out", "err"),
+    [
+        ("none", 0, "printed atexit-ran", ""),
+        ("int", 7, "printed atexit-ran", ""),
+        ("text", 1, "printed atexit-ran", "some message\n"),
+        ("thread", 5, "printed thread-done atexit-ran", ""),
+    ],
+)
+def test_the_fast_exit_keeps_what_an_ordinary_exit_gives(code, rc, out, err):
+    """planner.cli.exits.exit_now skips the interpreter's teardown; what a user sees must be what `sys.exit(code)`
+    gives (Python's documented SystemExit rules: None is 0, an int is the status, any other object is
+    printed on stderr and the status is 1): buffered output, atexit handlers, a running thread's work."""
+    done = limited_run([sys.executable, "-c", EXIT_NOW, code], timeout=60, cwd=ROOT)
+    assert (done.returncode, done.stdout, done.stderr) == (rc, out, err)
+
+
+def test_a_solve_written_to_a_file_is_whole_after_the_fast_exit(tmp_path):
+    """The plan file and the printed table of `planner solve --out` are complete although the process ends
+    by os._exit: the plan loads and evaluates to the J/token the table printed."""
+    from planner.plans.plan import load_plan
+
+    out = tmp_path / "plan.yaml"
+    done = limited_run(
+        [sys.executable, "-m", "planner.cli", "solve", TINY, "-q", "--out", str(out)], timeout=120, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    printed = float(done.stdout.splitlines()[2].split(" J/token")[0])
+    assert load_plan(out).solver.objective == pytest.approx(printed, rel=1e-3)
+
+
 # ---------------------------------------------------------------------------------------------- 3 linear work
 
 

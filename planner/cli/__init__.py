@@ -15,8 +15,9 @@ import signal
 import sys
 from typing import Any
 
+from planner.cli.exits import INTERRUPTED, exit_now
+
 COMMAND_MODULES = ("models", "placement", "calibration", "studies", "listing", "report")
-INTERRUPTED = 130  # 128 + SIGINT, what shells report for a process stopped by Ctrl-C
 
 __all__ = ["app", "main"]
 
@@ -53,7 +54,8 @@ def _say_interrupted() -> None:
 def main() -> None:
     """The `planner` console script. Ctrl-C at any moment from here on gives one line and exit 130: during
     the imports (caught below), in a command (handle_errors), or where typer turns it into a silent exit
-    130 (parsing the command line). Once the command is done, a late Ctrl-C is ignored."""
+    130 (parsing the command line). Once the command is done, a late Ctrl-C is ignored, and the process
+    ends without the interpreter's teardown (exit_now)."""
     signal.signal(signal.SIGINT, _interrupt_once)
     try:
         try:
@@ -63,8 +65,9 @@ def main() -> None:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
     except KeyboardInterrupt:
         _say_interrupted()
-        sys.exit(INTERRUPTED)
+        exit_now(INTERRUPTED)
     except SystemExit as exc:
         if exc.code == INTERRUPTED:
             _say_interrupted()
-        raise
+        exit_now(exc.code)
+    exit_now(0)

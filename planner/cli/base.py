@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperCommand, TyperGroup
 
+from planner.cli.exits import BROKEN_PIPE
 from planner.core.errors import InfeasibleError, PlannerInputError, SolverFailure, bounded_repr
 
 
@@ -80,8 +81,6 @@ app = PlannerTyper(
 )
 model_app = PlannerTyper(no_args_is_help=True, help="Model descriptions and graphs.")
 app.add_typer(model_app, name="model")
-
-BROKEN_PIPE = 141  # 128 + SIGPIPE: what shells report for a command whose reader went away (`| head`)
 
 
 def _stdout_to_devnull() -> None:
